@@ -103,15 +103,24 @@ public sealed class BackendOptions
 
     /// <summary>
     /// Largest request body accepted for this backend (routes may lower it).
-    /// <value>The default value is 16 MiB for envelope backends; raw backends are always limited to one datagram.</value>
+    /// <value>The default value is 16 MiB for envelope backends and one datagram (212,960 B) for raw backends.</value>
     /// </summary>
-    public long MaxBodySize { get; set; } = Gateway.Ipc.Protocol.ProtocolConstants.DefaultMaxBodyBytes;
+    public long? MaxBodySize { get; set; }
+
+    /// <summary>The effective body limit: <see cref="MaxBodySize"/> or the mode's default.</summary>
+    internal long EffectiveMaxBodySize => MaxBodySize ?? (Mode == BackendMode.Raw ? Gateway.Ipc.Protocol.ProtocolConstants.MaxDatagram : Gateway.Ipc.Protocol.ProtocolConstants.DefaultMaxBodyBytes);
 
     /// <summary>
     /// How long a send may wait while the backend's receive queue is full before the request fails with 503.
     /// <value>The default value is 1 second.</value>
     /// </summary>
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Raw backends: exchanges in flight per instance, each on its own client socket; more requests wait.
+    /// <value>The default value is 64.</value>
+    /// </summary>
+    public int MaxConcurrency { get; set; } = 64;
 }
 
 /// <summary>A route: a path pattern and methods, forwarded to a backend.</summary>

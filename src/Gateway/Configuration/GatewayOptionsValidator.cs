@@ -91,7 +91,11 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
                 errors.Add($"{key}:SendTimeout: must be positive.");
             }
 
-            ValidateBodySize(errors, $"{key}:MaxBodySize", backend.MaxBodySize, backend.Mode);
+            ValidateBodySize(errors, $"{key}:MaxBodySize", backend.EffectiveMaxBodySize, backend.Mode);
+            if (backend.MaxConcurrency is < 1 or > 100_000)
+            {
+                errors.Add($"{key}:MaxConcurrency: {backend.MaxConcurrency} is out of range (1–100000).");
+            }
         }
 
         var seen = new Dictionary<string, (string Route, List<string> Methods)>(StringComparer.OrdinalIgnoreCase);

@@ -5,6 +5,7 @@ using System.Text;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Raw;
 using Gateway.Routing;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
@@ -45,6 +46,21 @@ internal sealed class ForwardingHandler
         }
 
         var instance = backend.PickInstance();
+        if (instance.RawClient is { } rawClient)
+        {
+            instance.Acquire();
+            try
+            {
+                await ForwardRawAsync(context, route, instance, rawClient).ConfigureAwait(false);
+            }
+            finally
+            {
+                instance.Release();
+            }
+
+            return;
+        }
+
         var client = instance.Client ?? throw new InvalidOperationException($"Backend '{backend.Name}' has no envelope client.");
         instance.Acquire();
         using var writer = new FrameWriter();
@@ -104,6 +120,54 @@ internal sealed class ForwardingHandler
         finally
         {
             instance.Release();
+        }
+    }
+
+    /// <summary>
+    /// Raw backends: the body goes out as one datagram, the first datagram back is the 200 response's body.
+    /// </summary>
+    private async Task ForwardRawAsync(HttpContext context, GatewayRoute route, BackendInstance instance, RawDatagramClient client)
+    {
+        using var body = new FrameWriter();
+        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+        {
+            var length = await ReadBodyAsync(context.Request.BodyReader, body, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
+            if (length < 0)
+            {
+                await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        RawReply reply;
+        try
+        {
+            reply = await client.ExchangeAsync(body.WrittenMemory, route.Timeout, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            Log.ClientDisconnected(_logger, route.Name, instance.SocketPath);
+            context.Response.StatusCode = 499;
+            return;
+        }
+        catch (DatagramException ex)
+        {
+            var (failure, detail) = Describe(ex, route, instance, route.Timeout);
+            Log.ForwardFailed(_logger, route.Name, instance.SocketPath, ex.Failure, ex.Message);
+            await GatewayProblems.WriteAsync(context, failure, detail).ConfigureAwait(false);
+            return;
+        }
+
+        using (reply)
+        {
+            var response = context.Response;
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = route.ContentType ?? "application/octet-stream";
+            response.ContentLength = reply.Payload.Length;
+            if (!HttpMethods.IsHead(context.Request.Method))
+            {
+                await response.Body.WriteAsync(reply.Payload, context.RequestAborted).ConfigureAwait(false);
+            }
         }
     }
 

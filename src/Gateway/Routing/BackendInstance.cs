@@ -1,5 +1,6 @@
 using Gateway.Configuration;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Raw;
 
 namespace Gateway.Routing;
 
@@ -13,11 +14,18 @@ internal sealed class BackendInstance : IAsyncDisposable
     private int _retired;
     private int _disposed;
 
-    public BackendInstance(string socketPath, BackendMode mode, DatagramClient? client)
+    public BackendInstance(string socketPath, DatagramClient client)
     {
         SocketPath = socketPath;
-        Mode = mode;
+        Mode = BackendMode.Envelope;
         Client = client;
+    }
+
+    public BackendInstance(string socketPath, RawDatagramClient rawClient)
+    {
+        SocketPath = socketPath;
+        Mode = BackendMode.Raw;
+        RawClient = rawClient;
     }
 
     public string SocketPath { get; }
@@ -26,6 +34,9 @@ internal sealed class BackendInstance : IAsyncDisposable
 
     /// <summary>The envelope client; null for raw backends.</summary>
     public DatagramClient? Client { get; }
+
+    /// <summary>The raw client; null for envelope backends.</summary>
+    public RawDatagramClient? RawClient { get; }
 
     public long InFlight => Interlocked.Read(ref _inFlight);
 
@@ -61,6 +72,11 @@ internal sealed class BackendInstance : IAsyncDisposable
         if (Client is not null)
         {
             await Client.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (RawClient is not null)
+        {
+            await RawClient.DisposeAsync().ConfigureAwait(false);
         }
     }
 }

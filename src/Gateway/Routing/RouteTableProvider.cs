@@ -1,6 +1,7 @@
 using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Raw;
 using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
@@ -117,7 +118,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 var instances = new List<BackendInstance>(b.Instances.Count);
                 foreach (var path in b.Instances)
                 {
-                    var key = new InstanceKey(path, b.Mode, b.SendTimeout);
+                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0);
                     used.Add(key);
                     if (!_instances.TryGetValue(key, out var instance))
                     {
@@ -134,7 +135,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                     Mode = b.Mode,
                     Instances = instances,
                     Timeout = b.Timeout,
-                    MaxBodySize = b.MaxBodySize,
+                    MaxBodySize = b.EffectiveMaxBodySize,
                     SendTimeout = b.SendTimeout,
                 };
             }
@@ -176,16 +177,18 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
     private BackendInstance CreateInstance(InstanceKey key)
     {
-        DatagramClient? client = null;
-        if (key.Mode == BackendMode.Envelope)
+        if (key.Mode == BackendMode.Raw)
         {
-            client = new DatagramClient(
-                new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout },
+            return new BackendInstance(key.Path, new RawDatagramClient(
+                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency },
                 _timeProvider,
-                _loggerFactory);
+                _loggerFactory));
         }
 
-        return new BackendInstance(key.Path, key.Mode, client);
+        return new BackendInstance(key.Path, new DatagramClient(
+            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout },
+            _timeProvider,
+            _loggerFactory));
     }
 
     public async ValueTask DisposeAsync()
@@ -212,5 +215,5 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         _changeSource.Dispose();
     }
 
-    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout);
+    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency);
 }
