@@ -438,7 +438,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             _reassembler.Sweep();
         }
 
-        if (!sender.SequenceEqual(_backendAddressBytes))
+        if (!UnixAddress.SameAddress(sender, _backendAddressBytes))
         {
             Interlocked.Increment(ref Statistics._spoofedReplies);
             Log.SpoofedDatagram(_logger, UnixAddress.Format(sender), BackendPath);
