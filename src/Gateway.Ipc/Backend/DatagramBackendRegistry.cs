@@ -9,7 +9,7 @@ namespace Gateway.Ipc.Backend;
 /// The <see cref="DatagramBackendServer"/>s registered with <c>AddDatagramBackend</c>, by name. Each server is
 /// created on first use with its named <see cref="DatagramBackendOptions"/>; its hosted service starts and stops it.
 /// </summary>
-public sealed class DatagramBackendRegistry : IAsyncDisposable
+public sealed class DatagramBackendRegistry : IAsyncDisposable, IDisposable
 {
     private readonly IServiceProvider _services;
     private readonly ConcurrentDictionary<string, Lazy<DatagramBackendServer>> _servers = new(StringComparer.Ordinal);
@@ -57,6 +57,9 @@ public sealed class DatagramBackendRegistry : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>Stops and disposes every server created, blocking; prefer <see cref="DisposeAsync"/>.</summary>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     private DatagramBackendServer Create(DatagramBackendRegistration registration)
     {

@@ -57,6 +57,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private readonly int _maxMessageBytes;
     private readonly TimeSpan _drainTimeout;
     private readonly TimeSpan _replySendTimeout;
+    private readonly Lock _stopLock = new();
     private readonly CancellationTokenSource _receiveStop = new();
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -115,15 +116,25 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// <param name="cancellationToken">Not used; binding does not wait.</param>
     /// <returns>A completed task once the socket is bound.</returns>
     /// <exception cref="SocketFileException">The path is not a socket, or another process serves it.</exception>
-    /// <exception cref="InvalidOperationException">The server was already started.</exception>
+    /// <exception cref="InvalidOperationException">The server was already started, or stopped.</exception>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.CompareExchange(ref _state, StateRunning, StateNew) != StateNew)
         {
-            throw new InvalidOperationException("The server has already been started.");
+            throw new InvalidOperationException("The server has already been started or stopped.");
         }
 
-        _socketFile = UnixSocketFile.Bind(SocketPath, SocketType.Dgram, _fileMode);
+        try
+        {
+            _socketFile = UnixSocketFile.Bind(SocketPath, SocketType.Dgram, _fileMode);
+        }
+        catch
+        {
+            // Nothing was bound: the server may be started again (e.g. once the other process has gone).
+            Volatile.Write(ref _state, StateNew);
+            throw;
+        }
+
         _socket = _socketFile.Socket;
 
         // Synchronous sends become non-blocking attempts (see TrySendNow); asynchronous operations are unaffected.
@@ -141,7 +152,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// <returns>A task that completes when the server has stopped.</returns>
     public Task StopAsync(CancellationToken cancellationToken = default)
     {
-        lock (_receiveStop)
+        lock (_stopLock)
         {
             if (_stopTask is null)
             {
@@ -197,7 +208,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             }
         }
 
-        _socketFile!.Dispose();
+        _socketFile?.Dispose();
         Log.Stopped(_logger, SocketPath);
     }
 
