@@ -84,10 +84,18 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
     public async Task ThousandConcurrentRequests_FromOneSocket_AreAllAnsweredWithTheirIds()
     {
         const int Count = 1000;
+        var started = 0;
+        var allStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var server = await StartAsync(
             async (request, ct) =>
             {
-                await Task.Yield();
+                // Nobody answers before all 1,000 are executing at once.
+                if (Interlocked.Increment(ref started) == Count)
+                {
+                    allStarted.SetResult();
+                }
+
+                await allStarted.Task;
                 return BackendResponse.Text(request.CorrelationId.ToString(System.Globalization.CultureInfo.InvariantCulture));
             },
             o => o.ReplySendTimeout = TimeSpan.FromMinutes(1));
