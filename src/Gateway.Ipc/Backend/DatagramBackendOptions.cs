@@ -52,12 +52,25 @@ public sealed class DatagramBackendOptions
     public long ReplayCacheMaxBytes { get; set; } = 64L * 1024 * 1024;
 
     /// <summary>
-    /// The largest request or reply payload, in bytes. A larger request is answered with ERROR <c>TOO_LARGE</c>;
-    /// a larger reply is replaced by ERROR <c>TOO_LARGE</c>.
+    /// The largest request or reply payload, in bytes; messages larger than one datagram travel as fragments. A
+    /// larger request is answered with ERROR <c>TOO_LARGE</c> (once); a larger reply is replaced by ERROR <c>TOO_LARGE</c>.
     /// </summary>
     /// <value>The default value is 16 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>).</value>
     [Range(1024, 1024 * 1024 * 1024)]
     public int MaxMessageBytes { get; set; } = ProtocolConstants.DefaultMaxMessageBytes;
+
+    /// <summary>
+    /// The most memory reserved by partially received fragmented requests (docs/protocol.md section 6); a message
+    /// that would exceed it is dropped and counted.
+    /// </summary>
+    /// <value>The default value is 64 MiB.</value>
+    [Range(1024, long.MaxValue)]
+    public long MaxReassemblyBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>How long a partially received fragmented request is kept before it is freed and counted.</summary>
+    /// <value>The default value is 10 seconds.</value>
+    [TimeSpanRange("00:00:00.001", "00:10:00")]
+    public TimeSpan ReassemblyTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>On shutdown, how long requests in flight may run before their cancellation tokens fire.</summary>
     /// <value>The default value is 5 seconds.</value>

@@ -52,6 +52,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly ReplayCache _cache;
+    private readonly Reassembler _reassembler;
     private readonly UnixFileMode _fileMode;
     private readonly int _maxConcurrency;
     private readonly int _maxMessageBytes;
@@ -95,6 +96,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         _timeProvider = timeProvider ?? TimeProvider.System;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<DatagramBackendServer>();
         _cache = new ReplayCache(options.ReplayCacheSize, options.ReplayCacheTtl, options.ReplayCacheMaxBytes);
+        _reassembler = new Reassembler(options.MaxMessageBytes, options.MaxReassemblyBytes, options.ReassemblyTimeout, _timeProvider);
     }
 
     /// <summary>The full path of the socket file.</summary>
@@ -171,6 +173,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
         _receiveStop.Dispose();
         _shutdown.Dispose();
+        _reassembler.Dispose();
     }
 
     private async Task StopCoreAsync(CancellationToken cancellationToken)
@@ -334,16 +337,41 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
         if (header.IsFragment)
         {
-            // TODO(fragmentation): reassemble with Gateway.Ipc.Protocol.Reassembler once merged from ipc-client.
-            if (FrameHeader.ReadFragmentOffset(datagram) == 0)
+            Interlocked.Increment(ref Statistics._fragmentsReceived);
+            var result = _reassembler.Add(address.Buffer.Span[..address.Size], datagram, out var message);
+            switch (result)
             {
-                Interlocked.Increment(ref Statistics._tooLarge);
-                SendError(control, header, IpcErrorCode.TooLarge, $"The request has {header.PayloadLength} bytes; this backend accepts only single-datagram requests.", address);
-            }
+                case ReassemblyResult.Incomplete:
+                    return;
+                case ReassemblyResult.Completed:
+                    using (message)
+                    {
+                        ProcessWholeRequest(message!.Header, message.Message.Span, address, control, replay);
+                    }
 
-            return;
+                    return;
+                case ReassemblyResult.TooLarge:
+                    // Not reached while the early check above uses the same limit; kept for safety.
+                    Interlocked.Increment(ref Statistics._tooLarge);
+                    SendError(control, header, IpcErrorCode.TooLarge, $"The request has {header.PayloadLength} bytes; this backend accepts at most {_maxMessageBytes}.", address);
+                    return;
+                default:
+                    Interlocked.Increment(ref Statistics._fragmentsDropped);
+                    Log.FragmentDropped(_logger, header.CorrelationId, FormatAddress(address), result.ToString());
+                    return;
+            }
         }
 
+        ProcessWholeRequest(header, datagram, address, control, replay);
+    }
+
+    /// <summary>Handles a whole (single-datagram or reassembled) REQUEST: replay cache, decoding, dispatch.</summary>
+    /// <remarks>
+    /// For a fragmented request the deadline counts from the last fragment's arrival (the reassembly time, a few
+    /// milliseconds for the largest messages, is not subtracted).
+    /// </remarks>
+    private void ProcessWholeRequest(in FrameHeader header, ReadOnlySpan<byte> datagram, SocketAddress address, FrameWriter control, byte[] replay)
+    {
         var receivedAt = _timeProvider.GetUtcNow();
         var key = new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId);
         if (_cache.Find(key, receivedAt) is { } existing)
@@ -500,28 +528,35 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             writer.WriteError(request.CorrelationId, request.Attempt, IpcErrorCode.Internal, "The backend's handler returned an invalid response.");
         }
 
-        var limit = Math.Min(_maxMessageBytes, MaxReplyPayload);
-        if (writer.PayloadLength > limit)
+        if (writer.PayloadLength > _maxMessageBytes)
         {
             Interlocked.Increment(ref Statistics._tooLarge);
-            Log.ReplyTooLarge(_logger, request.CorrelationId, writer.PayloadLength, limit);
-            writer.WriteError(request.CorrelationId, request.Attempt, IpcErrorCode.TooLarge, $"The response has {writer.PayloadLength} bytes; the limit is {limit}.");
+            Log.ReplyTooLarge(_logger, request.CorrelationId, writer.PayloadLength, _maxMessageBytes);
+            writer.WriteError(request.CorrelationId, request.Attempt, IpcErrorCode.TooLarge, $"The response has {writer.PayloadLength} bytes; the limit is {_maxMessageBytes}.");
         }
 
         return writer.WrittenMemory.ToArray();
     }
 
-    // TODO(fragmentation): replies larger than one datagram once DatagramSender is merged from ipc-client.
-    private static int MaxReplyPayload => ProtocolConstants.MaxUnfragmentedPayload;
-
     private void Replay(byte[] cached, ushort attempt, SocketAddress destination, byte[] scratch)
     {
+        var correlationId = FrameHeaderCorrelationId(cached);
+        if (cached.Length > scratch.Length)
+        {
+            // A fragmented reply: sent off the loop, which must not wait on the client.
+            var copy = (byte[])cached.Clone();
+            FrameHeader.PatchAttempt(copy, attempt);
+            FrameHeader.AddFlags(copy, MessageFlags.Replay);
+            _ = SendReplyAsync(copy, destination, correlationId).AsTask();
+            return;
+        }
+
         // The cached reply is shared and never mutated: patch a copy.
-        var copy = scratch.AsSpan(0, cached.Length);
-        cached.CopyTo(copy);
-        FrameHeader.PatchAttempt(copy, attempt);
-        FrameHeader.AddFlags(copy, MessageFlags.Replay);
-        TrySendNow(copy, destination, FrameHeaderCorrelationId(cached));
+        var datagram = scratch.AsSpan(0, cached.Length);
+        cached.CopyTo(datagram);
+        FrameHeader.PatchAttempt(datagram, attempt);
+        FrameHeader.AddFlags(datagram, MessageFlags.Replay);
+        TrySendNow(datagram, destination, correlationId);
     }
 
     private static ulong FrameHeaderCorrelationId(ReadOnlySpan<byte> frame) =>
@@ -534,62 +569,46 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// One non-blocking <c>sendto</c> (the socket is in non-blocking mode, so this neither waits nor queues behind
-    /// a pending asynchronous send to another client).
+    /// One non-blocking <c>sendto</c> from the receive loop (the socket is in non-blocking mode, so this neither
+    /// waits nor queues behind a pending asynchronous send to another client). A full client queue or a vanished
+    /// client is counted in <see cref="DatagramBackendStatistics.ReplyFailures"/>.
     /// </summary>
-    /// <returns><see langword="true"/> if sent; <see langword="false"/> if the client's queue is full (not counted).</returns>
-    private bool TrySendNow(ReadOnlySpan<byte> datagram, SocketAddress destination, ulong correlationId, bool countWouldBlock = true)
+    private void TrySendNow(ReadOnlySpan<byte> datagram, SocketAddress destination, ulong correlationId)
     {
         try
         {
-            _socket!.SendTo(datagram, SocketFlags.None, destination);
-            return true;
+            if (!DatagramSender.TrySend(_socket!, datagram, destination))
+            {
+                Interlocked.Increment(ref Statistics._replyFailures);
+                Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), SocketError.WouldBlock);
+            }
         }
-        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock && !countWouldBlock)
-        {
-            return false;
-        }
-        catch (SocketException ex)
-        {
-            Interlocked.Increment(ref Statistics._replyFailures);
-            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), ex.SocketErrorCode);
-            return true;
-        }
-        catch (ObjectDisposedException)
+        catch (DatagramSendException ex)
         {
             Interlocked.Increment(ref Statistics._replyFailures);
-            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), SocketError.Shutdown);
-            return true;
+            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), ex.SocketError);
         }
     }
 
+    /// <summary>
+    /// Sends a reply, fragmenting it if needed: a non-blocking attempt first, then waiting for room in the client's
+    /// queue for at most <see cref="DatagramBackendOptions.ReplySendTimeout"/>. Never throws; failures are counted.
+    /// </summary>
     private async ValueTask SendReplyAsync(byte[] frame, SocketAddress destination, ulong correlationId)
     {
-        if (TrySendNow(frame, destination, correlationId, countWouldBlock: false))
-        {
-            return;
-        }
-
-        // The client's queue is full: wait for room, but not forever.
-        using var timeout = new CancellationTokenSource(_replySendTimeout, _timeProvider);
         try
         {
-            await _socket!.SendToAsync(frame, SocketFlags.None, destination, timeout.Token).ConfigureAwait(false);
+            await DatagramSender.SendMessageAsync(_socket!, frame, destination, _replySendTimeout, _timeProvider, CancellationToken.None).ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (DatagramSendException ex) when (ex.Failure == Client.DatagramFailure.BackendOverloaded)
         {
             Interlocked.Increment(ref Statistics._replyFailures);
             Log.ReplyTimedOut(_logger, correlationId, FormatAddress(destination), _replySendTimeout);
         }
-        catch (SocketException ex)
+        catch (DatagramSendException ex)
         {
             Interlocked.Increment(ref Statistics._replyFailures);
-            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), ex.SocketErrorCode);
-        }
-        catch (ObjectDisposedException)
-        {
-            Interlocked.Increment(ref Statistics._replyFailures);
-            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), SocketError.Shutdown);
+            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), ex.SocketError);
         }
     }
 

@@ -17,6 +17,8 @@ public sealed class DatagramBackendStatistics
     internal long _replyFailures;
     internal long _tooLarge;
     internal long _handlerFailures;
+    internal long _fragmentsReceived;
+    internal long _fragmentsDropped;
 
     /// <summary>Datagrams received (every datagram, valid or not).</summary>
     public long Received => Interlocked.Read(ref _received);
@@ -56,6 +58,15 @@ public sealed class DatagramBackendStatistics
 
     /// <summary>Requests or replies refused with ERROR <c>TOO_LARGE</c>.</summary>
     public long TooLarge => Interlocked.Read(ref _tooLarge);
+
+    /// <summary>Fragment datagrams of requests received.</summary>
+    public long FragmentsReceived => Interlocked.Read(ref _fragmentsReceived);
+
+    /// <summary>
+    /// Fragments dropped by reassembly: out of order, malformed, over the memory limit (partial messages freed by the
+    /// reassembly timeout are counted by the reassembler, not here).
+    /// </summary>
+    public long FragmentsDropped => Interlocked.Read(ref _fragmentsDropped);
 
     /// <summary>Handler executions that threw (answered with ERROR <c>INTERNAL</c>).</summary>
     public long HandlerFailures => Interlocked.Read(ref _handlerFailures);

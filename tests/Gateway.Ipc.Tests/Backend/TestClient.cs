@@ -1,5 +1,7 @@
+using System.Net;
 using System.Net.Sockets;
 using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Transport;
 
 namespace Gateway.Ipc.Tests.Backend;
 
@@ -49,6 +51,46 @@ internal sealed class TestClient : IDisposable
 
         _writer.WriteBody(body ?? []);
         SendRaw(_writer.Complete().Span);
+    }
+
+    /// <summary>Encodes a request (fragmented by <see cref="DatagramSender"/> when larger than a datagram) and sends it.</summary>
+    public async Task SendLargeRequestAsync(ulong id, byte[] body, ushort attempt = 1, string method = "PUT", string target = "/large")
+    {
+        _writer.BeginRequest(id, attempt, 0, method, target);
+        _writer.WriteBody(body);
+        using var timeout = new CancellationTokenSource(ReceiveTimeout);
+        await DatagramSender.SendMessageAsync(Socket, _writer.Complete(), _backend.Serialize(), timeout.Token);
+    }
+
+    /// <summary>Receives one whole message, reassembling fragments.</summary>
+    public async Task<Reply> ReceiveMessageAsync()
+    {
+        using var reassembler = new Reassembler();
+        var from = new SocketAddress(AddressFamily.Unix, SocketAddress.GetMaximumAddressSize(AddressFamily.Unix));
+        using var timeout = new CancellationTokenSource(ReceiveTimeout);
+        while (true)
+        {
+            from.Size = SocketAddress.GetMaximumAddressSize(AddressFamily.Unix);
+            var n = await Socket.ReceiveFromAsync(_buffer, SocketFlags.None, from, timeout.Token);
+            var datagram = _buffer.AsMemory(0, n);
+            var header = FrameHeader.ReadDatagram(datagram.Span);
+            if (!header.IsFragment)
+            {
+                return new Reply(header, datagram[ProtocolConstants.HeaderSize..].ToArray(), "");
+            }
+
+            var result = reassembler.Add(from.Buffer.Span[..from.Size], datagram.Span, out var message);
+            if (result == ReassemblyResult.Completed)
+            {
+                using (message)
+                {
+                    // The reassembled header has FRAGMENT cleared; keep the sender's other flags (REPLAY).
+                    return new Reply(message!.Header, message.Payload.ToArray(), "");
+                }
+            }
+
+            Assert.Equal(ReassemblyResult.Incomplete, result);
+        }
     }
 
     public void SendControl(MessageKind kind, ulong id, ushort attempt = 0)
