@@ -63,6 +63,10 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>How often idle state is swept: expired replay-cache entries and timed-out partial messages.</summary>
+    private static readonly TimeSpan MaintenancePeriod = TimeSpan.FromSeconds(1);
+
+    private ITimer? _maintenance;
     private UnixSocketFile? _socketFile;
     private Socket? _socket;
     private Task _receiveLoop = Task.CompletedTask;
@@ -142,6 +146,9 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         // Synchronous sends become non-blocking attempts (see TrySendNow); asynchronous operations are unaffected.
         _socket.Blocking = false;
         _receiveLoop = Task.Run(ReceiveLoopAsync, CancellationToken.None);
+
+        // Without traffic nothing else would free expired replies and abandoned partial messages.
+        _maintenance = _timeProvider.CreateTimer(static state => ((DatagramBackendServer)state!).Sweep(), this, MaintenancePeriod, MaintenancePeriod);
         Log.Listening(_logger, SocketPath, _maxConcurrency, _cache.MaxEntries, _cache.Ttl);
         return Task.CompletedTask;
     }
@@ -211,8 +218,15 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             }
         }
 
+        _maintenance?.Dispose();
         _socketFile?.Dispose();
         Log.Stopped(_logger, SocketPath);
+    }
+
+    private void Sweep()
+    {
+        _ = _cache.Count(_timeProvider.GetUtcNow());
+        _reassembler.Sweep();
     }
 
     private async Task ReceiveLoopAsync()
@@ -331,6 +345,11 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                 Log.RequestTooLarge(_logger, header.CorrelationId, FormatAddress(address), header.PayloadLength, _maxMessageBytes);
                 SendError(control, header, IpcErrorCode.TooLarge, $"The request has {header.PayloadLength} bytes; this backend accepts at most {_maxMessageBytes}.", address);
             }
+            else
+            {
+                Interlocked.Increment(ref Statistics._fragmentsReceived);
+                Interlocked.Increment(ref Statistics._fragmentsDropped);
+            }
 
             return;
         }
@@ -391,6 +410,17 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             return;
         }
 
+        // Checked before decoding so that a refused request costs no copies. Only this loop increments
+        // _inFlight, so the check cannot be overtaken before Dispatch increments it.
+        var inFlight = Volatile.Read(ref _inFlight);
+        if (inFlight >= _maxConcurrency)
+        {
+            Interlocked.Increment(ref Statistics._overloaded);
+            Log.Overloaded(_logger, header.CorrelationId, inFlight);
+            SendError(control, header, IpcErrorCode.Overloaded, "The backend is at its concurrency limit; retry later.", key.Address);
+            return;
+        }
+
         BackendRequest request;
         try
         {
@@ -404,21 +434,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             return;
         }
 
-        Dispatch(header, key, request, control);
+        Dispatch(key, request);
     }
 
-    private void Dispatch(in FrameHeader header, RequestKey key, BackendRequest request, FrameWriter control)
+    private void Dispatch(RequestKey key, BackendRequest request)
     {
-        var inFlight = Interlocked.Increment(ref _inFlight);
-        if (inFlight > _maxConcurrency)
-        {
-            Interlocked.Decrement(ref _inFlight);
-            Interlocked.Increment(ref Statistics._overloaded);
-            Log.Overloaded(_logger, header.CorrelationId, inFlight - 1);
-            SendError(control, header, IpcErrorCode.Overloaded, "The backend is at its concurrency limit; retry later.", key.Address);
-            return;
-        }
-
+        Interlocked.Increment(ref _inFlight);
         var cancellation = request.Deadline is { } deadline
             ? new CancellationTokenSource(Max(deadline - _timeProvider.GetUtcNow(), TimeSpan.Zero), _timeProvider)
             : new CancellationTokenSource();
