@@ -102,6 +102,23 @@ public sealed class DatagramBackendHostingTests : IDisposable
     }
 
     [Fact]
+    public void Options_Defaults_AreTheDocumentedOnes()
+    {
+        var options = new DatagramBackendOptions();
+
+        Assert.Equal("0660", options.FileMode);
+        Assert.Equal(1024, options.MaxConcurrency);
+        Assert.Equal(10_000, options.ReplayCacheSize);
+        Assert.Equal(TimeSpan.FromSeconds(120), options.ReplayCacheTtl);
+        Assert.Equal(64L * 1024 * 1024, options.ReplayCacheMaxBytes);
+        Assert.Equal(16 * 1024 * 1024, options.MaxMessageBytes);
+        Assert.Equal(64L * 1024 * 1024, options.MaxReassemblyBytes);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.ReassemblyTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(5), options.DrainTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(1), options.ReplySendTimeout);
+    }
+
+    [Fact]
     public void SameNameTwice_Throws()
     {
         var services = new ServiceCollection();

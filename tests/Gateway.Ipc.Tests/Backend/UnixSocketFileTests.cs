@@ -155,6 +155,16 @@ public sealed class UnixSocketFileTests : IDisposable
     }
 
     [Fact]
+    public async Task Probe_WithTheOtherSocketType_StillReportsLive()
+    {
+        var path = _dir.Socket("t.sock");
+        using var file = UnixSocketFile.Bind(path, SocketType.Dgram);
+
+        Assert.Equal(SocketFileState.Live, await UnixSocketFile.ProbeAsync(path, SocketType.Stream));
+        Assert.Throws<SocketFileException>(() => UnixSocketFile.Bind(path, SocketType.Stream));
+    }
+
+    [Fact]
     public async Task ProbeAsync_OnRegularFile_Throws()
     {
         var path = _dir.Socket("f");
