@@ -218,9 +218,11 @@ class Backend:
         if not flags & FLAG_FRAGMENT and plen != len(data) - HEADER.size:
             return self.drop("payload_length does not match the datagram")
 
+        if kind != REQUEST and plen != 0:
+            return self.drop("PING or CANCEL with a payload")
+
         if kind == PING:  # §4.4: always answered, same correlation_id and attempt
-            if plen == 0:
-                self.send(sender, PONG, cid, attempt, b"")
+            self.send(sender, PONG, cid, attempt, b"")
             return None
         if kind == CANCEL:  # §4.4: stop the work, never reply
             with self.lock:

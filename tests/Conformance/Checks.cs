@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
@@ -54,6 +55,7 @@ internal static class Checks
         ("malformed-unknown-kind", ctx => DroppedAsync(ctx, [Patched(s_ping84, 3, 0), Patched(s_ping84, 3, 7), Patched(s_ping84, 3, 0xff)])),
         ("malformed-zero-id", ctx => DroppedAsync(ctx, [ZeroId(s_vector81), ZeroId(s_ping84)])),
         ("malformed-bad-flags", ctx => DroppedAsync(ctx, [Patched(s_vector81, 4, 0x80), Patched(s_ping84, 4, 0x04), Patched(s_ping84, 4, (byte)MessageFlags.Fragment)])),
+        ("malformed-control-payload", ctx => DroppedAsync(ctx, [WithPayload(s_ping84), WithPayload(Frames.Control(MessageKind.Cancel, Frames.NewId(), 0))])),
         ("malformed-length-mismatch", LengthMismatchAsync),
         ("malformed-stray-fragment", ctx => DroppedAsync(ctx, [StrayFragment()])),
         ("malformed-payload", BadPayloadAsync),
@@ -380,8 +382,8 @@ internal static class Checks
         var id = Frames.NewId();
         var longer = Frames.Request(id, 1, 0, "GET", "/echo/len");
         var shorter = (byte[])longer.Clone();
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(longer.AsSpan(20), (uint)(longer.Length - 24 + 5));
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(shorter.AsSpan(20), (uint)(shorter.Length - 24 - 1));
+        BinaryPrimitives.WriteUInt32BigEndian(longer.AsSpan(20), (uint)(longer.Length - 24 + 5));
+        BinaryPrimitives.WriteUInt32BigEndian(shorter.AsSpan(20), (uint)(shorter.Length - 24 - 1));
         await client.SendAsync(longer, ctx.Token);
         await client.SendAsync(shorter, ctx.Token);
         return await BarrierAsync(client, ctx, "payload_length mismatches", r => r.IsError(IpcErrorCode.Malformed) && r.CorrelationId == id)
@@ -469,7 +471,7 @@ internal static class Checks
         var client = ctx.NewClient();
         var id = Frames.NewId();
         var start = Frames.Request(id, 1, 0, "POST", "/echo/too-large", [("content-type", "application/octet-stream")], RandomBytes(2 * ProtocolConstants.MaxFragmentData));
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(start.AsSpan(20), ProtocolConstants.DefaultMaxMessageBytes + 1);
+        BinaryPrimitives.WriteUInt32BigEndian(start.AsSpan(20), ProtocolConstants.DefaultMaxMessageBytes + 1);
         const int step = ProtocolConstants.MaxFragmentData;
         var first = Frames.Fragment(start, 0, start.AsSpan(ProtocolConstants.HeaderSize, step));
         var second = Frames.Fragment(start, step, start.AsSpan(ProtocolConstants.HeaderSize + step, step));
@@ -493,6 +495,15 @@ internal static class Checks
         var copy = (byte[])datagram.Clone();
         copy[index] = value;
         return copy;
+    }
+
+    private static byte[] WithPayload(byte[] control)
+    {
+        var datagram = new byte[control.Length + 1];
+        control.CopyTo(datagram, 0);
+        datagram[^1] = 0x2a;
+        BinaryPrimitives.WriteUInt32BigEndian(datagram.AsSpan(20), 1);
+        return datagram;
     }
 
     private static byte[] ZeroId(byte[] datagram)
