@@ -159,10 +159,10 @@ class Entry:
 
 class Partial:
     """A message being reassembled (§6)."""
-    __slots__ = ("buf", "next", "started", "budget")
+    __slots__ = ("buf", "next", "started")
 
-    def __init__(self, length, started, budget):
-        self.buf, self.next, self.started, self.budget = bytearray(length), 0, started, budget
+    def __init__(self, length, started):
+        self.buf, self.next, self.started = bytearray(length), 0, started
 
 
 class Backend:
@@ -262,7 +262,7 @@ class Backend:
                 elif self.partial_bytes + plen > MAX_REASSEMBLY:
                     return self.drop("reassembly memory limit")
                 else:
-                    part = self.partials[key] = Partial(plen, now, None)
+                    part = self.partials[key] = Partial(plen, now)
                     self.partial_bytes += plen
             elif part is None or offset != part.next or plen != len(part.buf):
                 if part is not None:
