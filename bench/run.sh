@@ -38,6 +38,7 @@ done
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 DIR=$(mktemp -d /tmp/gateway-bench.XXXXXX)
+KEEP_DIR=0
 chmod 700 "$DIR"
 PIDS=()
 cleanup() {
@@ -47,7 +48,8 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
-  if [[ $SMOKE -eq 0 || -n "$OUT" ]]; then rm -rf "$DIR"; else rm -rf "$DIR"/*.sock "$DIR/nginx"; fi
+  # A smoke run without --out keeps its report in $DIR (printed); everything else is removed.
+  if [[ $KEEP_DIR -eq 1 ]]; then rm -rf "$DIR"/*.sock "$DIR/nginx"; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -176,7 +178,8 @@ fi
 
 # ---------------------------------------------------------------- report
 STAMP=$(date -u +%Y-%m-%d-%H%M)
-if [[ -z $OUT ]]; then OUT=$([[ $SMOKE -eq 1 ]] && echo "$DIR" || echo bench/results); fi
+if [[ -z $OUT && $SMOKE -eq 1 ]]; then OUT=$DIR; KEEP_DIR=1; fi
+OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 MD="$OUT/$STAMP-results.md"; SVG="$OUT/$STAMP-plot.svg"
 cp "$RAW" "$OUT/$STAMP-raw.jsonl"
