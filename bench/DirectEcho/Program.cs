@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Http.Features;
@@ -76,12 +77,14 @@ static async Task EchoAsync(HttpContext context)
         response.ContentLength = contentLength;
     }
 
+    // Copy what each read returned, then flush once per read (not once per segment).
+    var writer = response.BodyWriter;
     var result = first;
     while (true)
     {
         foreach (var segment in result.Buffer)
         {
-            await response.BodyWriter.WriteAsync(segment);
+            writer.Write(segment.Span);
         }
 
         reader.AdvanceTo(result.Buffer.End);
@@ -90,6 +93,7 @@ static async Task EchoAsync(HttpContext context)
             break;
         }
 
+        await writer.FlushAsync();
         result = await reader.ReadAsync();
     }
 }

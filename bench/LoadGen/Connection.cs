@@ -187,7 +187,7 @@ internal sealed class Connection
         var error = (ErrorKind?)null;
         if (status is < 200 or >= 300)
         {
-            Non2xx += _runner.Recording ? 1 : 0;
+            Non2xx++;
         }
         else if (_verify && !_parser.BodyMatches)
         {
