@@ -63,8 +63,9 @@ if [[ $BUILD -eq 1 ]]; then
 fi
 LOADGEN=(dotnet bench/LoadGen/bin/Release/net10.0/LoadGen.dll)
 DIRECT_DLL=bench/DirectEcho/bin/Release/net10.0/DirectEcho.dll
-GATEWAY_DLL=src/Gateway/bin/Release/net10.0/Gateway.dll
-ECHO_DLL=samples/EchoBackend/bin/Release/net10.0/EchoBackend.dll
+# Overridable to benchmark another build (e.g. a branch checked out elsewhere): GATEWAY_DLL=... ECHO_DLL=... bench/run.sh
+GATEWAY_DLL=${GATEWAY_DLL:-src/Gateway/bin/Release/net10.0/Gateway.dll}
+ECHO_DLL=${ECHO_DLL:-samples/EchoBackend/bin/Release/net10.0/EchoBackend.dll}
 
 if ! command -v nginx >/dev/null; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -78,10 +79,12 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 # ---------------------------------------------------------------- start the systems under test
 # Readiness: a bounded loop of HTTP GETs over the Unix socket (no sleeps as synchronisation beyond this poll).
-wait_http() { # socket path tries
-  local sock=$1 path=$2 tries=$3 code
-  for _ in $(seq "$tries"); do
+LAST_CODE=""
+wait_http() { # socket path seconds
+  local sock=$1 path=$2 deadline=$((SECONDS + $3)) code
+  while ((SECONDS < deadline)); do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$sock" "http://localhost$path" 2>/dev/null || true)
+    LAST_CODE=$code
     [[ $code == 200 ]] && return 0
     sleep 0.1
   done
@@ -93,7 +96,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 log "starting DirectEcho"
 dotnet "$DIRECT_DLL" --socket "$DIR/direct.sock" >"$DIR/direct.log" 2>&1 &
 DIRECT_PID=$!; PIDS+=("$DIRECT_PID")
-wait_http "$DIR/direct.sock" /echo/ready 300 || { cat "$DIR/direct.log" >&2; echo "DirectEcho did not start" >&2; exit 1; }
+wait_http "$DIR/direct.sock" /echo/ready 30 || { cat "$DIR/direct.log" >&2; echo "DirectEcho did not start" >&2; exit 1; }
 
 log "starting nginx (worker_processes $NGINX_WORKERS)"
 mkdir -p "$DIR/nginx"
@@ -102,7 +105,7 @@ USER_LINE="# (not root: nginx runs as the current user)"
 sed -e "s|@DIR@|$DIR|g" -e "s|@WORKERS@|$NGINX_WORKERS|g" -e "s|@USER@|$USER_LINE|" bench/nginx/nginx.conf.template >"$DIR/nginx/nginx.conf"
 nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e stderr -g 'daemon off;' >"$DIR/nginx.log" 2>&1 &
 NGINX_PID=$!; PIDS+=("$NGINX_PID")
-wait_http "$DIR/nginx.sock" /echo/ready 100 || { cat "$DIR/nginx.log" >&2; echo "nginx did not start" >&2; exit 1; }
+wait_http "$DIR/nginx.sock" /echo/ready 10 || { cat "$DIR/nginx.log" >&2; echo "nginx did not start" >&2; exit 1; }
 NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
 
 GATEWAY_OK=0 GATEWAY_REASON=""
@@ -114,10 +117,10 @@ if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
     --Gateway:Backends:echo:Instances:0="$DIR/echo.sock" --Gateway:Routes:echo:Path='/echo/{**rest}' \
     --Gateway:Routes:echo:Backend=echo --Logging:LogLevel:Default=Warning >"$DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!; PIDS+=("$GATEWAY_PID")
-  if wait_http "$DIR/gw.sock" /echo/ready 200 && alive "$ECHO_PID"; then
+  if wait_http "$DIR/gw.sock" /echo/ready 20 && alive "$ECHO_PID"; then
     GATEWAY_OK=1
   else
-    GATEWAY_REASON="the gateway did not answer 200 on $DIR/gw.sock /echo/ready within 20 s (echo backend $(alive "$ECHO_PID" && echo running || echo "exited: $(head -c 200 "$DIR/echo.log" | tr '\n' ' ')"))"
+    GATEWAY_REASON="the gateway did not answer 200 on $DIR/gw.sock /echo/ready within 20 s (last HTTP status: ${LAST_CODE:-none}; gateway $(alive "$GATEWAY_PID" && echo running || echo "exited: $(tail -c 300 "$DIR/gateway.log" | tr '\n' ' ')"); echo backend $(alive "$ECHO_PID" && echo running || echo "exited: $(tail -c 200 "$DIR/echo.log" | tr '\n' ' ')"))"
     kill -TERM "$GATEWAY_PID" "$ECHO_PID" 2>/dev/null || true
   fi
 else

@@ -88,12 +88,12 @@ static async Task EchoAsync(HttpContext context)
         }
 
         reader.AdvanceTo(result.Buffer.End);
+        await writer.FlushAsync();
         if (result.IsCompleted)
         {
             break;
         }
 
-        await writer.FlushAsync();
         result = await reader.ReadAsync();
     }
 }
