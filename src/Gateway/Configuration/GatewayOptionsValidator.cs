@@ -36,6 +36,11 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             errors.Add($"{root}:Listen:SocketMode: '{options.Listen.SocketMode}' is not an octal file mode between 0000 and 0777 (e.g. 0660).");
         }
 
+        if (!string.IsNullOrWhiteSpace(options.Listen.SocketGroup) && !GroupExists(options.Listen.SocketGroup))
+        {
+            errors.Add($"{root}:Listen:SocketGroup: group '{options.Listen.SocketGroup}' does not exist (a name from /etc/group or a numeric id).");
+        }
+
         if (options.Listen.TcpPort is < 1 or > 65535)
         {
             errors.Add($"{root}:Listen:TcpPort: {options.Listen.TcpPort} is not a port number (1–65535).");
@@ -201,6 +206,19 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             return true;
         }
         catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    private static bool GroupExists(string group)
+    {
+        try
+        {
+            _ = Hosting.UnixSocketListener.ResolveGroup(group);
+            return true;
+        }
+        catch (InvalidOperationException)
         {
             return false;
         }

@@ -50,6 +50,15 @@ public class ValidationTests
     }
 
     [Fact]
+    public void Validate_UnknownSocketGroup_NamesTheKey()
+    {
+        var options = new GatewayOptions();
+        options.Listen.SocketGroup = "no-such-group-here";
+
+        Assert.Equal(["Gateway:Listen:SocketGroup: group 'no-such-group-here' does not exist (a name from /etc/group or a numeric id)."], GatewayOptionsValidator.Validate(options));
+    }
+
+    [Fact]
     public void Validate_OverlappingRoutes_Rejected()
     {
         var options = new GatewayOptions();

@@ -115,6 +115,21 @@ public class GatewayProcessTests
     }
 
     [Fact]
+    public async Task SocketFile_GetsTheConfiguredGroup_ByName()
+    {
+        using var dir = new TempSocketDirectory();
+        var socket = dir.Socket("gw.sock");
+        var gid = File.ReadLines("/etc/group").Select(l => l.Split(':')).First(f => f[0] == "daemon")[2];
+
+        await using var gateway = await GatewayProcess.StartHealthyAsync(socket, "--Gateway:Listen:SocketGroup=daemon");
+
+        await using var stat = ExternalProcess.Start("stat", "-c", "%g", socket);
+        Assert.Equal(0, await stat.WaitForExitAsync());
+        Assert.Equal(gid, stat.Output.Trim());
+        Assert.Contains($"Listening on unix:{socket} (mode 0660, group daemon)", gateway.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task InvalidConfiguration_ExitsWithEveryErrorNamingItsKey_AndNoStackTrace()
     {
         using var dir = new TempSocketDirectory();
