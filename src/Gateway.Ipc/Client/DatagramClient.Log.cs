@@ -53,5 +53,8 @@ public sealed partial class DatagramClient
 
         [LoggerMessage(2114, LogLevel.Information, "Left reply socket path {ReplyPath} in place: it is gone or no longer our socket file.")]
         public static partial void ReplyPathKept(ILogger logger, string replyPath);
+
+        [LoggerMessage(2115, LogLevel.Error, "Handling a datagram from backend {BackendPath} failed unexpectedly; it was dropped.")]
+        public static partial void DatagramHandlingFailed(ILogger logger, string backendPath, Exception exception);
     }
 }

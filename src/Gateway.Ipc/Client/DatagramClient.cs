@@ -413,7 +413,16 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                     continue;
                 }
 
-                OnDatagram(buffer.AsSpan(0, received), sender.Buffer.Span[..sender.Size], received == buffer.Length);
+                try
+                {
+                    OnDatagram(buffer.AsSpan(0, received), sender.Buffer.Span[..sender.Size], received == buffer.Length);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    // Never let one datagram stop the loop: every pending request would then time out.
+                    Interlocked.Increment(ref Statistics._malformedDatagrams);
+                    Log.DatagramHandlingFailed(_logger, BackendPath, ex);
+                }
             }
         }
         finally

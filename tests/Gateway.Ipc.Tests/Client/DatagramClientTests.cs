@@ -260,7 +260,7 @@ public class DatagramClientTests
     [Fact]
     public async Task SendAsync_StalledBackend_OverloadedAfterSendTimeout_WhileOtherClientKeepsWorking()
     {
-        const int Count = 20;
+        const int Count = 32;
         using var dir = new TempSocketDirectory();
         using var stalled = DatagramSenderTests.BoundSocket(dir.Socket("stalled"));
         await using var healthy = new FakeBackend(dir.Socket("healthy"));
@@ -307,6 +307,68 @@ public class DatagramClientTests
 
         Assert.Equal(0, stalledClient.PendingCount);
         Assert.Equal(0, healthyClient.PendingCount);
+    }
+
+    /// <summary>Fills the stalled backend's queue through <paramref name="client"/>; returns the requests left pending.</summary>
+    private static List<Task<DatagramReply>> FillQueue(DatagramClient client)
+    {
+        var sends = new List<Task<DatagramReply>>();
+        long sent;
+        do
+        {
+            sent = client.Statistics.RequestsSent;
+            sends.Add(client.SendAsync(Request(client.NextCorrelationId(), []), Infinite));
+        }
+        while (client.Statistics.RequestsSent > sent && sends.Count < 1000);
+
+        // The last request is waiting in a send; drop it from the list of queued ones.
+        sends.RemoveAt(sends.Count - 1);
+        return sends;
+    }
+
+    [Fact]
+    public async Task SendAsync_ReplyTimeoutWhileSendWaitsOnFullQueue_TimeoutNotOverloaded()
+    {
+        using var dir = new TempSocketDirectory();
+        using var stalled = DatagramSenderTests.BoundSocket(dir.Socket("stalled"));
+        var time = new FakeTimeProvider();
+        var client = Client(dir.Socket("stalled"), time, sendTimeout: TimeSpan.FromSeconds(1));
+        var queued = FillQueue(client);
+
+        var waiting = client.SendAsync(Request(client.NextCorrelationId(), []), TimeSpan.FromMilliseconds(500));
+        var sentBefore = client.Statistics.RequestsSent;
+        time.Advance(TimeSpan.FromMilliseconds(500));
+        var ex = await Assert.ThrowsAsync<DatagramException>(() => waiting.WaitAsync(HangGuard));
+
+        Assert.Equal(DatagramFailure.Timeout, ex.Failure);
+        Assert.Equal(sentBefore, client.Statistics.RequestsSent);
+        Assert.Equal(0, client.Statistics.SendFailures);
+        await client.DisposeAsync();
+        await Assert.ThrowsAsync<DatagramException>(() => Task.WhenAll(queued).WaitAsync(HangGuard));
+        Assert.Equal(0, client.PendingCount);
+    }
+
+    [Fact]
+    public async Task SendAsync_InfiniteSendTimeout_WaitsOnFullQueueUntilCallerCancels()
+    {
+        using var dir = new TempSocketDirectory();
+        using var stalled = DatagramSenderTests.BoundSocket(dir.Socket("stalled"));
+        var time = new FakeTimeProvider();
+        var client = Client(dir.Socket("stalled"), time, sendTimeout: Infinite);
+        var queued = FillQueue(client);
+        using var cts = new CancellationTokenSource();
+
+        var waiting = client.SendAsync(Request(client.NextCorrelationId(), []), Infinite, cts.Token);
+        time.Advance(TimeSpan.FromDays(1));
+        var pendingAfterADay = !waiting.IsCompleted;
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.WaitAsync(HangGuard));
+
+        Assert.True(pendingAfterADay);
+        Assert.Equal(0, client.Statistics.SendFailures);
+        await client.DisposeAsync();
+        await Assert.ThrowsAsync<DatagramException>(() => Task.WhenAll(queued).WaitAsync(HangGuard));
+        Assert.Equal(0, client.PendingCount);
     }
 
     [Fact]
