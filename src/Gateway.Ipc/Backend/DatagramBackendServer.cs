@@ -72,7 +72,8 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private Task _receiveLoop = Task.CompletedTask;
     private Task? _stopTask;
     private int _state;
-    private int _inFlight;
+    private int _inFlight; // executions holding a MaxConcurrency slot (released once the reply is encoded)
+    private int _pending; // executions not finished yet, reply sending included (what shutdown drains)
 
     /// <summary>Creates a server; nothing is bound until <see cref="StartAsync"/>.</summary>
     /// <param name="options">The options (validated here; later changes have no effect).</param>
@@ -109,7 +110,10 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// <summary>Counters.</summary>
     public DatagramBackendStatistics Statistics { get; } = new();
 
-    /// <summary>The number of handler executions in progress.</summary>
+    /// <summary>
+    /// The number of requests holding one of the <see cref="DatagramBackendOptions.MaxConcurrency"/> slots: from
+    /// dispatch until the reply is encoded (sending it no longer counts).
+    /// </summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
     /// <summary>The number of completed replies held in the replay cache (expired ones are dropped first).</summary>
@@ -188,7 +192,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         await _receiveStop.CancelAsync().ConfigureAwait(false);
         await _receiveLoop.ConfigureAwait(false);
 
-        if (Volatile.Read(ref _inFlight) == 0)
+        if (Volatile.Read(ref _pending) == 0)
         {
             _drained.TrySetResult();
         }
@@ -201,7 +205,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             }
             catch (TimeoutException)
             {
-                Log.DrainTimedOut(_logger, InFlight, _drainTimeout);
+                Log.DrainTimedOut(_logger, Volatile.Read(ref _pending), _drainTimeout);
             }
             catch (OperationCanceledException)
             {
@@ -440,6 +444,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private void Dispatch(RequestKey key, BackendRequest request)
     {
         Interlocked.Increment(ref _inFlight);
+        Interlocked.Increment(ref _pending);
         var cancellation = request.Deadline is { } deadline
             ? new CancellationTokenSource(Max(deadline - _timeProvider.GetUtcNow(), TimeSpan.Zero), _timeProvider)
             : new CancellationTokenSource();
@@ -451,6 +456,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
     private async Task ExecuteAsync(ReplayCache.Entry entry, BackendRequest request)
     {
+        var slotReleased = false;
         try
         {
             if (request.Deadline is { } deadline && _timeProvider.GetUtcNow() >= deadline)
@@ -503,6 +509,9 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                 _cache.Remove(entry);
             }
 
+            // Free the concurrency slot before sending, so that a client that has the reply can use the slot.
+            Interlocked.Decrement(ref _inFlight);
+            slotReleased = true;
             await SendReplyAsync(reply, entry.Key.Address, request.CorrelationId).ConfigureAwait(false);
         }
         catch (Exception ex)
@@ -513,7 +522,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         finally
         {
             entry.Dispose();
-            if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _state) == StateStopping)
+            if (!slotReleased)
+            {
+                Interlocked.Decrement(ref _inFlight);
+            }
+
+            if (Interlocked.Decrement(ref _pending) == 0 && Volatile.Read(ref _state) == StateStopping)
             {
                 _drained.TrySetResult();
             }
