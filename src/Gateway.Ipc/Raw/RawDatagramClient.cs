@@ -201,8 +201,20 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
         var created = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         try
         {
-            // An abstract name: nothing on disk, nothing to unlink, unique per socket.
-            created.Bind(new UnixDomainSocketEndPoint("\0" + _namePrefix + Interlocked.Increment(ref _nameCounter).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            var name = _namePrefix + Interlocked.Increment(ref _nameCounter).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (_options.ReplyDirectory is { } directory)
+            {
+                // A file the server can reach from another network namespace. Names are never reused, so
+                // Dispose() unlinking the bound path cannot remove another socket's file.
+                var path = Path.Combine(directory, name + ".sock");
+                created.Bind(new UnixDomainSocketEndPoint(path));
+                File.SetUnixFileMode(path, _options.ReplyFileMode);
+            }
+            else
+            {
+                // An abstract name: nothing on disk, nothing to unlink, unique per socket.
+                created.Bind(new UnixDomainSocketEndPoint("\0" + name));
+            }
         }
         catch
         {
@@ -301,6 +313,20 @@ public sealed class RawDatagramClientOptions
     /// <value>The default value is 1 second.</value>
     /// </summary>
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Directory in which the client sockets are bound as files instead of Linux abstract names. Abstract names
+    /// exist only inside one network namespace, so a server in another one (e.g. another container that shares
+    /// only a volume) cannot reply to them; the directory must be visible to the server at the same path.
+    /// <value>The default value is <see langword="null"/> (abstract names).</value>
+    /// </summary>
+    public string? ReplyDirectory { get; set; }
+
+    /// <summary>
+    /// Mode of the socket files bound in <see cref="ReplyDirectory"/>; the server needs write permission to reply.
+    /// <value>The default value is 0660 (owner and group).</value>
+    /// </summary>
+    public UnixFileMode ReplyFileMode { get; set; } = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
 }
 
 /// <summary>Counters of a <see cref="RawDatagramClient"/>; read them with <c>Interlocked.Read</c>.</summary>

@@ -22,6 +22,14 @@ public sealed class GatewayOptions
     /// </summary>
     public string RequestIdHeader { get; set; } = "X-Request-Id";
 
+    /// <summary>
+    /// Directory in which the gateway binds its reply sockets as files (mode <c>Listen:SocketMode</c>) instead of
+    /// Linux abstract names. Needed when backends run in another network namespace, e.g. other containers that
+    /// share only the socket volume; the directory must be at the same path for the backends.
+    /// <value>The default value is <see langword="null"/> (abstract names).</value>
+    /// </summary>
+    public string? ReplySocketDirectory { get; set; }
+
     /// <summary>The in-process echo backend of the zero-configuration demo.</summary>
     public DemoBackendOptions DemoBackend { get; set; } = new();
 

@@ -56,6 +56,19 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             errors.Add($"{root}:RequestIdHeader: '{options.RequestIdHeader}' is not a valid header name.");
         }
 
+        if (options.ReplySocketDirectory is { } replyDirectory)
+        {
+            // Reply sockets are named "gw-reply-<12 hex>-<n>.sock" inside it: keep room for that in sun_path.
+            if (!Path.IsPathRooted(replyDirectory))
+            {
+                errors.Add($"{root}:ReplySocketDirectory: '{replyDirectory}' must be an absolute path.");
+            }
+            else if (Encoding.UTF8.GetByteCount(replyDirectory) > MaxSocketPathBytes - 40)
+            {
+                errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:ReplySocketDirectory: '{replyDirectory}' is too long; reply socket paths inside it must fit {MaxSocketPathBytes} bytes (use at most {MaxSocketPathBytes - 40})."));
+            }
+        }
+
         if (options.DemoBackend.SocketPath is { } demoPath)
         {
             ValidateSocketPath(errors, $"{root}:DemoBackend:SocketPath", demoPath);

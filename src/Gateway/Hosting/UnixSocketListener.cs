@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Gateway.Configuration;
 using Gateway.Diagnostics;
+using Gateway.Ipc.Transport;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 
@@ -46,69 +47,28 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
             Directory.CreateDirectory(directory);
         }
 
-        if (!PathEntryExists(path))
-        {
-            return;
-        }
-
-        if (Directory.Exists(path) || File.Exists(path) && !IsSocket(path))
-        {
-            throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): a file or directory that is not a socket is in the way. Remove it or choose another path.");
-        }
-
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        SocketFileState state;
         try
         {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
+            state = UnixSocketFile.Probe(path, SocketType.Stream);
         }
-        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable)
+        catch (SocketFileException ex)
         {
-            File.Delete(path);
-            Log.StaleSocketRemoved(logger, path);
-            return;
-        }
-        catch (SocketException ex)
-        {
-            throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): a file exists there and it is not a socket this gateway can take over ({ex.SocketErrorCode}). Remove it or choose another path.", ex);
+            throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): {ex.Message} Remove it or choose another path.", ex);
         }
 
-        throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): another process is already serving on it. Stop it or choose another path.");
-    }
-
-    private static bool IsSocket(string path)
-    {
-        // open(2) on a socket file fails with ENXIO; on a regular file it succeeds.
-        try
+        switch (state)
         {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-            return false;
-        }
-        catch (IOException)
-        {
-            return true;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return true;
+            case SocketFileState.Live:
+                throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): another process is already serving on it. Stop it or choose another path.");
+            case SocketFileState.Stale:
+                File.Delete(path);
+                Log.StaleSocketRemoved(logger, path);
+                break;
         }
     }
 
-    private static bool PathEntryExists(string path)
-    {
-        try
-        {
-            _ = File.GetUnixFileMode(path);
-            return true;
-        }
-        catch (FileNotFoundException)
-        {
-            return false;
-        }
-        catch (DirectoryNotFoundException)
-        {
-            return false;
-        }
-    }
+    private static bool PathEntryExists(string path) => Path.Exists(path);
 
     public Task StartedAsync(CancellationToken cancellationToken)
     {

@@ -23,6 +23,10 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private readonly IDisposable? _reloadRegistration;
     private CancellationTokenSource _changeSource = new();
     private RouteTable _current;
+    private readonly string _replyPrefix = "gw-reply-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
+    private long _replyCounter;
+    private string? _replyDirectory;
+    private UnixFileMode _replyMode;
     private long _version;
     private bool _disposed;
 
@@ -111,6 +115,13 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     {
         lock (_gate)
         {
+            _replyDirectory = options.ReplySocketDirectory;
+            if (_replyDirectory is not null)
+            {
+                Directory.CreateDirectory(_replyDirectory);
+            }
+
+            _ = GatewayOptionsValidator.TryParseMode(options.Listen.SocketMode, out _replyMode);
             var used = new HashSet<InstanceKey>();
             var backends = new Dictionary<string, GatewayBackend>(StringComparer.OrdinalIgnoreCase);
             foreach (var (name, b) in options.Backends)
@@ -180,15 +191,22 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         if (key.Mode == BackendMode.Raw)
         {
             return new BackendInstance(key.Path, new RawDatagramClient(
-                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency },
+                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency, ReplyDirectory = _replyDirectory, ReplyFileMode = _replyMode },
                 _timeProvider,
                 _loggerFactory));
         }
 
-        return new BackendInstance(key.Path, new DatagramClient(
-            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout },
+        var replyPath = _replyDirectory is null ? null : Path.Combine(_replyDirectory, _replyPrefix + (++_replyCounter).ToString(System.Globalization.CultureInfo.InvariantCulture) + ".sock");
+        var client = new DatagramClient(
+            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout, ReplyPath = replyPath },
             _timeProvider,
-            _loggerFactory));
+            _loggerFactory);
+        if (replyPath is not null)
+        {
+            File.SetUnixFileMode(replyPath, _replyMode);
+        }
+
+        return new BackendInstance(key.Path, client);
     }
 
     public async ValueTask DisposeAsync()

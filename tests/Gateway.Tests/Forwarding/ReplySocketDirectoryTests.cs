@@ -1,0 +1,54 @@
+using System.Net;
+using Gateway.Ipc.Backend;
+using Gateway.Testing;
+using Gateway.Tests.Infrastructure;
+
+namespace Gateway.Tests.Forwarding;
+
+/// <summary>
+/// Gateway:ReplySocketDirectory: reply sockets bound as files (for backends in other network namespaces, e.g.
+/// other containers sharing only the socket volume, where the default abstract names do not exist).
+/// </summary>
+public class ReplySocketDirectoryTests
+{
+    private const UnixFileMode OwnerAndGroupReadWrite = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
+
+    [Fact]
+    public async Task EnvelopeAndRawReplies_ComeBackToSocketFilesInTheDirectory_RemovedOnShutdown()
+    {
+        using var dir = new TempSocketDirectory();
+        var replies = Directory.CreateDirectory(dir.Socket("replies")).FullName;
+        await using var envelope = await TestBackend.StartAsync(dir.Socket("env.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("from envelope")));
+        await using var raw = await RawServers.StartPythonAsync(dir.Socket("raw.sock"));
+        var factory = new GatewayFactory(dir, new Dictionary<string, string?>
+        {
+            ["Gateway:ReplySocketDirectory"] = replies,
+            ["Gateway:Listen:SocketMode"] = "0660",
+            ["Gateway:Backends:env:Instances:0"] = envelope.SocketPath,
+            ["Gateway:Backends:raw:Instances:0"] = dir.Socket("raw.sock"),
+            ["Gateway:Backends:raw:Mode"] = "Raw",
+            ["Gateway:Routes:env:Path"] = "/env",
+            ["Gateway:Routes:env:Backend"] = "env",
+            ["Gateway:Routes:raw:Path"] = "/raw",
+            ["Gateway:Routes:raw:Backend"] = "raw",
+        });
+        await using (factory)
+        {
+            using var client = factory.CreateClient();
+
+            using var fromEnvelope = await client.GetAsync("/env");
+            using var fromRaw = await client.PostAsync("/raw", new StringContent("via a file"));
+
+            Assert.Equal(HttpStatusCode.OK, fromEnvelope.StatusCode);
+            Assert.Equal("from envelope", await fromEnvelope.Content.ReadAsStringAsync());
+            Assert.Equal(HttpStatusCode.OK, fromRaw.StatusCode);
+            Assert.Equal("VIA A FILE", await fromRaw.Content.ReadAsStringAsync());
+            var files = Directory.GetFiles(replies).Select(Path.GetFileName).ToList();
+            Assert.Single(files, f => f!.StartsWith("gw-reply-", StringComparison.Ordinal));
+            Assert.Contains(files, f => f!.StartsWith("gw-raw-", StringComparison.Ordinal));
+            Assert.All(Directory.GetFiles(replies), f => Assert.Equal(OwnerAndGroupReadWrite, File.GetUnixFileMode(f)));
+        }
+
+        Assert.Empty(Directory.GetFiles(replies));
+    }
+}
