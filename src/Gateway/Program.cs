@@ -1,3 +1,40 @@
-var builder = WebApplication.CreateBuilder(args);
-var app = builder.Build();
-app.Run();
+using Gateway.Hosting;
+using Microsoft.Extensions.Options;
+
+if (args.Contains(HealthCheckCommand.Switch))
+{
+    var configuration = WebApplication.CreateBuilder(new WebApplicationOptions
+    {
+        Args = args.Where(a => a != HealthCheckCommand.Switch).ToArray(),
+        ContentRootPath = AppContext.BaseDirectory,
+    }).Configuration;
+    return await HealthCheckCommand.RunAsync(configuration);
+}
+
+try
+{
+    // appsettings*.json are read from beside the executable, whatever the working directory.
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+    builder.AddGateway();
+
+    var app = builder.Build();
+    app.MapGateway();
+    await app.RunAsync();
+    return 0;
+}
+catch (OptionsValidationException ex)
+{
+    // Every configuration error at once, each naming its key; no stack trace for a user's typo.
+    await Console.Error.WriteLineAsync("Gateway: invalid configuration:");
+    foreach (var failure in ex.Failures)
+    {
+        await Console.Error.WriteLineAsync($"  - {failure}");
+    }
+
+    return 2;
+}
+catch (Exception ex) when (StartupErrors.IsUserFacing(ex))
+{
+    await Console.Error.WriteLineAsync($"Gateway: cannot start: {StartupErrors.Message(ex)}");
+    return 2;
+}

@@ -42,6 +42,12 @@ public static class ProtocolConstants
     /// <summary>Maximum length in bytes of the message of an ERROR.</summary>
     public const int MaxErrorMessageLength = 1024;
 
-    /// <summary>Default maximum size of a (reassembled) message payload: 16 MiB.</summary>
-    public const int DefaultMaxMessageBytes = 16 * 1024 * 1024;
+    /// <summary>Largest body the default limits carry: 16 MiB.</summary>
+    public const int DefaultMaxBodyBytes = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// Default maximum size of a (reassembled) message payload: 17 MiB, a 16 MiB body plus up to 1 MiB of
+    /// method, target, trace context and headers.
+    /// </summary>
+    public const int DefaultMaxMessageBytes = DefaultMaxBodyBytes + (1024 * 1024);
 }

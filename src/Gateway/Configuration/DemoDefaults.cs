@@ -1,0 +1,34 @@
+namespace Gateway.Configuration;
+
+/// <summary>The zero-configuration demo: an in-process echo backend and its route.</summary>
+internal static class DemoDefaults
+{
+    public const string BackendName = "demo";
+    public const string RouteName = "echo";
+    public const string RoutePath = "/echo/{**rest}";
+
+    public static bool IsEnabled(GatewayOptions options) => options.DemoBackend.Enabled ?? options.Backends.Count == 0;
+
+    public static string SocketPath(GatewayOptions options) =>
+        options.DemoBackend.SocketPath
+        ?? Path.Combine(Path.GetDirectoryName(options.Listen.UnixSocket) ?? "/tmp", "demo-echo.sock");
+
+    /// <summary>Adds the demo backend and route when the demo is enabled (post-configuration).</summary>
+    public static void Apply(GatewayOptions options)
+    {
+        if (!IsEnabled(options) || string.IsNullOrWhiteSpace(options.Listen.UnixSocket))
+        {
+            return;
+        }
+
+        options.Backends.TryAdd(BackendName, new BackendOptions { Instances = [SocketPath(options)], Timeout = TimeSpan.FromSeconds(10) });
+        options.Routes.TryAdd(RouteName, new RouteOptions
+        {
+            Path = RoutePath,
+            Backend = BackendName,
+            Summary = "Echo (in-process demo backend)",
+            Description = "Replies with the request body, or with \"METHOD target\" when the body is empty. "
+                + "Headers x-echo-delay-ms and x-echo-status delay the reply and choose its status.",
+        });
+    }
+}

@@ -1,0 +1,248 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using Gateway.Ipc.Protocol;
+using Microsoft.AspNetCore.Routing.Patterns;
+using Microsoft.Extensions.Options;
+
+namespace Gateway.Configuration;
+
+/// <summary>
+/// Cross-field validation of the whole <c>Gateway</c> section. Reports every error at once, each naming its
+/// configuration key, so a user fixes the file in one pass.
+/// </summary>
+internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
+{
+    /// <summary>sun_path holds 108 bytes including the terminating NUL.</summary>
+    internal const int MaxSocketPathBytes = 107;
+
+    private static readonly SearchValues<char> TokenChars =
+        SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+
+    public ValidateOptionsResult Validate(string? name, GatewayOptions options)
+    {
+        var errors = Validate(options);
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    public static List<string> Validate(GatewayOptions options)
+    {
+        const string root = GatewayOptions.SectionName;
+        var errors = new List<string>();
+
+        ValidateSocketPath(errors, $"{root}:Listen:UnixSocket", options.Listen.UnixSocket);
+        if (!TryParseMode(options.Listen.SocketMode, out _))
+        {
+            errors.Add($"{root}:Listen:SocketMode: '{options.Listen.SocketMode}' is not an octal file mode between 0000 and 0777 (e.g. 0660).");
+        }
+
+        if (options.Listen.TcpPort is < 1 or > 65535)
+        {
+            errors.Add($"{root}:Listen:TcpPort: {options.Listen.TcpPort} is not a port number (1–65535).");
+        }
+
+        if (options.DrainTimeout < TimeSpan.Zero)
+        {
+            errors.Add($"{root}:DrainTimeout: must not be negative.");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.RequestIdHeader) || options.RequestIdHeader.AsSpan().ContainsAnyExcept(TokenChars))
+        {
+            errors.Add($"{root}:RequestIdHeader: '{options.RequestIdHeader}' is not a valid header name.");
+        }
+
+        if (options.DemoBackend.SocketPath is { } demoPath)
+        {
+            ValidateSocketPath(errors, $"{root}:DemoBackend:SocketPath", demoPath);
+        }
+
+        foreach (var (backendName, backend) in options.Backends)
+        {
+            var key = $"{root}:Backends:{backendName}";
+            if (backend is null)
+            {
+                errors.Add($"{key}: is empty.");
+                continue;
+            }
+
+            if (backend.Instances.Count == 0)
+            {
+                errors.Add($"{key}:Instances: at least one datagram socket path is required.");
+            }
+
+            for (var i = 0; i < backend.Instances.Count; i++)
+            {
+                ValidateSocketPath(errors, $"{key}:Instances:{i}", backend.Instances[i]);
+            }
+
+            var duplicate = backend.Instances.GroupBy(p => p, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+            if (duplicate is not null)
+            {
+                errors.Add($"{key}:Instances: '{duplicate.Key}' is listed more than once.");
+            }
+
+            if (backend.Timeout <= TimeSpan.Zero)
+            {
+                errors.Add($"{key}:Timeout: must be positive.");
+            }
+
+            if (backend.SendTimeout <= TimeSpan.Zero)
+            {
+                errors.Add($"{key}:SendTimeout: must be positive.");
+            }
+
+            ValidateBodySize(errors, $"{key}:MaxBodySize", backend.EffectiveMaxBodySize, backend.Mode);
+            if (backend.MaxConcurrency is < 1 or > 100_000)
+            {
+                errors.Add($"{key}:MaxConcurrency: {backend.MaxConcurrency} is out of range (1–100000).");
+            }
+        }
+
+        var seen = new Dictionary<string, (string Route, List<string> Methods)>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (routeName, route) in options.Routes)
+        {
+            var key = $"{root}:Routes:{routeName}";
+            if (route is null)
+            {
+                errors.Add($"{key}: is empty.");
+                continue;
+            }
+
+            if (string.IsNullOrWhiteSpace(route.Path))
+            {
+                errors.Add($"{key}:Path: is required (an ASP.NET Core route template such as /echo/{{**rest}}).");
+            }
+            else if (!route.Path.StartsWith('/'))
+            {
+                errors.Add($"{key}:Path: '{route.Path}' must start with '/'.");
+            }
+            else
+            {
+                try
+                {
+                    RoutePatternFactory.Parse(route.Path);
+                }
+                catch (RoutePatternException ex)
+                {
+                    errors.Add($"{key}:Path: '{route.Path}' is not a valid route template: {ex.Message}");
+                }
+
+                if (IsReserved(route.Path))
+                {
+                    errors.Add($"{key}:Path: '{route.Path}' is reserved for the gateway's own endpoints (/healthz, /readyz, /admin, /openapi, /swagger).");
+                }
+            }
+
+            for (var i = 0; i < route.Methods.Count; i++)
+            {
+                var method = route.Methods[i];
+                if (string.IsNullOrEmpty(method) || method.Length > ProtocolConstants.MaxMethodLength || method.AsSpan().ContainsAnyExcept(TokenChars))
+                {
+                    errors.Add($"{key}:Methods:{i}: '{method}' is not an HTTP method token.");
+                }
+            }
+
+            BackendOptions? target = null;
+            if (string.IsNullOrWhiteSpace(route.Backend))
+            {
+                errors.Add($"{key}:Backend: is required (the name of an entry under {root}:Backends).");
+            }
+            else if (!options.Backends.TryGetValue(route.Backend, out target))
+            {
+                var known = options.Backends.Count == 0 ? "none is configured" : "known: " + string.Join(", ", options.Backends.Keys.Order(StringComparer.Ordinal));
+                errors.Add($"{key}:Backend: '{route.Backend}' is not a configured backend ({known}).");
+            }
+
+            if (route.Timeout is { } timeout && timeout <= TimeSpan.Zero)
+            {
+                errors.Add($"{key}:Timeout: must be positive.");
+            }
+
+            if (route.MaxBodySize is { } max)
+            {
+                ValidateBodySize(errors, $"{key}:MaxBodySize", max, target?.Mode ?? BackendMode.Envelope);
+            }
+
+            if (!string.IsNullOrWhiteSpace(route.Path))
+            {
+                var methods = route.Methods.Count == 0 ? ["*"] : route.Methods.Select(m => m.ToUpperInvariant()).ToList();
+                var normalized = Normalize(route.Path);
+                if (seen.TryGetValue(normalized, out var other) && (other.Methods.Contains("*") || methods.Contains("*") || other.Methods.Intersect(methods).Any()))
+                {
+                    errors.Add($"{key}:Path: '{route.Path}' overlaps route '{other.Route}' for the same methods.");
+                }
+                else
+                {
+                    seen[normalized] = (routeName, methods);
+                }
+            }
+        }
+
+        return errors;
+    }
+
+    public static bool TryParseMode(string? text, out UnixFileMode mode)
+    {
+        mode = default;
+        if (string.IsNullOrWhiteSpace(text) || text.Length > 4)
+        {
+            return false;
+        }
+
+        try
+        {
+            var value = Convert.ToInt32(text, 8);
+            if (value is < 0 or > 0x1ff)
+            {
+                return false;
+            }
+
+            mode = (UnixFileMode)value;
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    private static void ValidateSocketPath(List<string> errors, string key, string? path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            errors.Add($"{key}: a socket path is required.");
+        }
+        else if (!Path.IsPathRooted(path))
+        {
+            errors.Add($"{key}: '{path}' must be an absolute path.");
+        }
+        else if (Encoding.UTF8.GetByteCount(path) > MaxSocketPathBytes)
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{key}: '{path}' is {Encoding.UTF8.GetByteCount(path)} bytes; a Unix socket path holds at most {MaxSocketPathBytes}."));
+        }
+    }
+
+    private static void ValidateBodySize(List<string> errors, string key, long value, BackendMode mode)
+    {
+        var max = mode == BackendMode.Raw ? ProtocolConstants.MaxDatagram : ProtocolConstants.DefaultMaxBodyBytes;
+        if (value <= 0 || value > max)
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{key}: {value} is out of range; {mode} backends accept 1 to {max} bytes."));
+        }
+    }
+
+    private static bool IsReserved(string path)
+    {
+        foreach (var prefix in (ReadOnlySpan<string>)["/healthz", "/readyz", "/admin", "/openapi", "/swagger"])
+        {
+            if (path.Equals(prefix, StringComparison.OrdinalIgnoreCase) || path.StartsWith(prefix + "/", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static string Normalize(string path) => path.TrimEnd('/');
+}

@@ -1,0 +1,45 @@
+using Gateway.Configuration;
+using Gateway.Ipc.Client;
+using Gateway.Ipc.Protocol;
+
+namespace Gateway.Diagnostics;
+
+/// <summary>Source-generated log messages of the gateway. Event ids are unique across the project (1xxx).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1001, LogLevel.Information, "Listening on unix:{SocketPath} (mode {Mode}{GroupText})")]
+    public static partial void ListeningUnix(ILogger logger, string socketPath, string mode, string groupText);
+
+    [LoggerMessage(1002, LogLevel.Information, "Listening on http://127.0.0.1:{Port} (loopback TCP, for browsers and Swagger UI)")]
+    public static partial void ListeningTcp(ILogger logger, int port);
+
+    [LoggerMessage(1003, LogLevel.Warning, "Removed a stale socket file at {SocketPath} (nothing was listening on it)")]
+    public static partial void StaleSocketRemoved(ILogger logger, string socketPath);
+
+    [LoggerMessage(1010, LogLevel.Information, "Route {Route}: {Path} [{Methods}] -> backend {Backend} (timeout {Timeout}, max body {MaxBodySize} B)")]
+    public static partial void RouteSummary(ILogger logger, string route, string path, string methods, string backend, TimeSpan timeout, long maxBodySize);
+
+    [LoggerMessage(1011, LogLevel.Information, "Backend {Backend}: {Mode}, instances {Instances} (timeout {Timeout})")]
+    public static partial void BackendSummary(ILogger logger, string backend, BackendMode mode, string instances, TimeSpan timeout);
+
+    [LoggerMessage(1012, LogLevel.Information, "Route table {Version} loaded from changed configuration: {Routes} routes, {Backends} backends")]
+    public static partial void RouteTableReloaded(ILogger logger, long version, int routes, int backends);
+
+    [LoggerMessage(1013, LogLevel.Error, "Configuration change rejected; the previous routes and backends stay in effect:\n{Errors}")]
+    public static partial void ConfigurationRejected(ILogger logger, string errors);
+
+    [LoggerMessage(1014, LogLevel.Information, "Backend instance {SocketPath} is no longer configured; it closes when its in-flight requests finish")]
+    public static partial void InstanceRetired(ILogger logger, string socketPath);
+
+    [LoggerMessage(1015, LogLevel.Information, "Demo echo backend listening on {SocketPath} (route /echo/{{**rest}})")]
+    public static partial void DemoBackendStarted(ILogger logger, string socketPath);
+
+    [LoggerMessage(1020, LogLevel.Information, "Client disconnected; request on route {Route} to {SocketPath} cancelled")]
+    public static partial void ClientDisconnected(ILogger logger, string route, string socketPath);
+
+    [LoggerMessage(1021, LogLevel.Warning, "Forwarding on route {Route} to {SocketPath} failed: {Failure}: {Message}")]
+    public static partial void ForwardFailed(ILogger logger, string route, string socketPath, DatagramFailure failure, string message);
+
+    [LoggerMessage(1022, LogLevel.Warning, "Backend {Backend} answered route {Route} with error {Code}: {Message}")]
+    public static partial void BackendErrorReply(ILogger logger, string route, string backend, IpcErrorCode code, string message);
+}

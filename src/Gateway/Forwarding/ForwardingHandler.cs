@@ -1,0 +1,360 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Text;
+using Gateway.Diagnostics;
+using Gateway.Ipc.Client;
+using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Raw;
+using Gateway.Routing;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Net.Http.Headers;
+
+namespace Gateway.Forwarding;
+
+/// <summary>
+/// The request delegate of every gateway route: HTTP request → envelope datagram → backend → reply → HTTP response.
+/// </summary>
+internal sealed class ForwardingHandler
+{
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger<ForwardingHandler> _logger;
+
+    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger)
+    {
+        _timeProvider = timeProvider;
+        _logger = logger;
+    }
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        var route = context.GetEndpoint()?.Metadata.GetMetadata<GatewayRoute>()
+            ?? throw new InvalidOperationException("The gateway endpoint has no route metadata.");
+        var request = context.Request;
+        var backend = route.Backend;
+
+        if (request.ContentLength > route.MaxBodySize)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, request.ContentLength.Value)).ConfigureAwait(false);
+            return;
+        }
+
+        // The route's limit applies, not Kestrel's global one.
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
+        {
+            sizeFeature.MaxRequestBodySize = null;
+        }
+
+        var instance = backend.PickInstance();
+        if (instance.RawClient is { } rawClient)
+        {
+            instance.Acquire();
+            try
+            {
+                await ForwardRawAsync(context, route, instance, rawClient).ConfigureAwait(false);
+            }
+            finally
+            {
+                instance.Release();
+            }
+
+            return;
+        }
+
+        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{backend.Name}' has no envelope client.");
+        instance.Acquire();
+        using var writer = new FrameWriter();
+        try
+        {
+            var correlationId = client.NextCorrelationId();
+            var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
+            context.Items[CorrelationItems.CorrelationId] = correlationText;
+            context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
+
+            using var scope = _logger.BeginScope(new CorrelationScope(context.TraceIdentifier, correlationText, route.Name, backend.Name));
+
+            var budget = route.Timeout;
+            EncodeRequestHead(context, writer, correlationId, budget);
+
+            if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+            {
+                var length = await ReadBodyAsync(request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
+                if (length < 0)
+                {
+                    await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+                    return;
+                }
+            }
+
+            var frame = writer.Complete();
+            DatagramReply reply;
+            try
+            {
+                reply = await client.SendAsync(frame, budget, context.RequestAborted).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            {
+                client.SendCancel(correlationId);
+                Log.ClientDisconnected(_logger, route.Name, instance.SocketPath);
+                context.Response.StatusCode = 499;
+                return;
+            }
+            catch (DatagramException ex)
+            {
+                if (ex.Failure == DatagramFailure.Timeout)
+                {
+                    client.SendCancel(correlationId);
+                }
+
+                var (failure, detail) = Describe(ex, route, instance, budget);
+                Log.ForwardFailed(_logger, route.Name, instance.SocketPath, ex.Failure, ex.Message);
+                await GatewayProblems.WriteAsync(context, failure, detail).ConfigureAwait(false);
+                return;
+            }
+
+            using (reply)
+            {
+                await WriteReplyAsync(context, reply, route).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            instance.Release();
+        }
+    }
+
+    /// <summary>
+    /// Raw backends: the body goes out as one datagram, the first datagram back is the 200 response's body.
+    /// </summary>
+    private async Task ForwardRawAsync(HttpContext context, GatewayRoute route, BackendInstance instance, RawDatagramClient client)
+    {
+        using var body = new FrameWriter();
+        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+        {
+            var length = await ReadBodyAsync(context.Request.BodyReader, body, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
+            if (length < 0)
+            {
+                await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        RawReply reply;
+        try
+        {
+            reply = await client.ExchangeAsync(body.WrittenMemory, route.Timeout, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            Log.ClientDisconnected(_logger, route.Name, instance.SocketPath);
+            context.Response.StatusCode = 499;
+            return;
+        }
+        catch (DatagramException ex)
+        {
+            var (failure, detail) = Describe(ex, route, instance, route.Timeout);
+            Log.ForwardFailed(_logger, route.Name, instance.SocketPath, ex.Failure, ex.Message);
+            await GatewayProblems.WriteAsync(context, failure, detail).ConfigureAwait(false);
+            return;
+        }
+
+        using (reply)
+        {
+            var response = context.Response;
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = route.ContentType ?? "application/octet-stream";
+            response.ContentLength = reply.Payload.Length;
+            if (!HttpMethods.IsHead(context.Request.Method))
+            {
+                await response.Body.WriteAsync(reply.Payload, context.RequestAborted).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget)
+    {
+        var request = context.Request;
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(target) || target[0] != '/')
+        {
+            target = request.PathBase + request.Path + request.QueryString;
+        }
+
+        string? traceParent = null;
+        string? traceState = null;
+        if (Activity.Current is { IdFormat: ActivityIdFormat.W3C } activity)
+        {
+            traceParent = activity.Id;
+            traceState = activity.TraceStateString;
+        }
+
+        var budgetMs = budget == Timeout.InfiniteTimeSpan ? 0u : (uint)Math.Clamp((long)Math.Ceiling(budget.TotalMilliseconds), 1, uint.MaxValue);
+        writer.BeginRequest(correlationId, 1, budgetMs, request.Method, target, traceParent, traceState);
+
+        var hasRequestId = false;
+        foreach (var header in request.Headers)
+        {
+            if (!HeaderRules.ForwardRequestHeader(header.Key))
+            {
+                continue;
+            }
+
+            foreach (var value in header.Value)
+            {
+                writer.AddHeader(header.Key, value);
+            }
+
+            hasRequestId |= header.Key.Equals("x-request-id", StringComparison.OrdinalIgnoreCase);
+        }
+
+        if (!hasRequestId)
+        {
+            writer.AddHeader("x-request-id", context.TraceIdentifier);
+        }
+
+        writer.AddHeader("x-forwarded-proto", request.Scheme);
+        if (request.Host.HasValue)
+        {
+            writer.AddHeader("x-forwarded-host", request.Host.Value);
+        }
+
+        if (request.PathBase.HasValue)
+        {
+            writer.AddHeader("x-forwarded-prefix", request.PathBase.Value);
+        }
+    }
+
+    /// <summary>Copies the body into the frame; returns its length, or -1 when it exceeds <paramref name="limit"/>.</summary>
+    private static async ValueTask<long> ReadBodyAsync(PipeReader reader, FrameWriter writer, long limit, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            total += buffer.Length;
+            if (total > limit)
+            {
+                reader.AdvanceTo(buffer.End);
+                return -1;
+            }
+
+            foreach (var segment in buffer)
+            {
+                writer.WriteBody(segment.Span);
+            }
+
+            reader.AdvanceTo(buffer.End);
+            if (result.IsCompleted)
+            {
+                return total;
+            }
+        }
+    }
+
+    private async Task WriteReplyAsync(HttpContext context, DatagramReply reply, GatewayRoute route)
+    {
+        if (reply.Kind == MessageKind.Error)
+        {
+            var (code, message) = ReadError(reply);
+            var failure = code switch
+            {
+                IpcErrorCode.Overloaded => GatewayFailure.BackendOverloaded,
+                IpcErrorCode.TooLarge => GatewayFailure.BackendTooLarge,
+                IpcErrorCode.DeadlineExceeded => GatewayFailure.BackendDeadlineExceeded,
+                IpcErrorCode.NotFound => GatewayFailure.BackendNotFound,
+                _ => GatewayFailure.BackendError,
+            };
+            Log.BackendErrorReply(_logger, route.Name, route.Backend.Name, code, message);
+            var detail = string.Create(CultureInfo.InvariantCulture, $"Backend '{route.Backend.Name}' answered {ErrorName(code)}: {message}");
+            await GatewayProblems.WriteAsync(context, failure, detail).ConfigureAwait(false);
+            return;
+        }
+
+        var bodyOffset = ApplyResponseHead(context.Response, reply);
+        var body = reply.Payload[bodyOffset..];
+        context.Response.ContentLength = body.Length;
+        if (body.Length > 0 && !HttpMethods.IsHead(context.Request.Method))
+        {
+            await context.Response.Body.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    private static (IpcErrorCode Code, string Message) ReadError(DatagramReply reply)
+    {
+        var error = reply.Error;
+        return (error.Code, error.GetMessage());
+    }
+
+    /// <summary>Sets status and headers from the RESPONSE; returns the offset of the body in the payload.</summary>
+    private static int ApplyResponseHead(HttpResponse response, DatagramReply reply)
+    {
+        var view = reply.Response;
+        response.StatusCode = view.Status;
+        var headers = response.Headers;
+        foreach (var field in view.Headers)
+        {
+            if (HeaderRules.CopyResponseHeader(field.Name))
+            {
+                headers.Append(HeaderName(field.Name), Encoding.UTF8.GetString(field.Value));
+            }
+        }
+
+        return reply.Payload.Length - view.Body.Length;
+    }
+
+    private static string HeaderName(ReadOnlySpan<byte> name)
+    {
+        // The common names as constants, so the hot path does not allocate them.
+        if (name.SequenceEqual("content-type"u8))
+        {
+            return HeaderNames.ContentType;
+        }
+
+        if (name.SequenceEqual("cache-control"u8))
+        {
+            return HeaderNames.CacheControl;
+        }
+
+        if (name.SequenceEqual("etag"u8))
+        {
+            return HeaderNames.ETag;
+        }
+
+        if (name.SequenceEqual("location"u8))
+        {
+            return HeaderNames.Location;
+        }
+
+        return Encoding.ASCII.GetString(name);
+    }
+
+    private static (GatewayFailure Failure, string Detail) Describe(DatagramException ex, GatewayRoute route, BackendInstance instance, TimeSpan budget)
+    {
+        var backend = route.Backend.Name;
+        return ex.Failure switch
+        {
+            DatagramFailure.Timeout => (GatewayFailure.Timeout, string.Create(CultureInfo.InvariantCulture, $"Backend '{backend}' ({instance.SocketPath}) did not reply within {budget.TotalSeconds:0.###} s.")),
+            DatagramFailure.BackendAbsent => (GatewayFailure.BackendAbsent, $"Backend '{backend}' is not running: nothing is bound at {instance.SocketPath}."),
+            DatagramFailure.BackendOverloaded => (GatewayFailure.BackendOverloaded, $"Backend '{backend}' ({instance.SocketPath}) is not reading its socket fast enough (receive queue full)."),
+            DatagramFailure.TooLarge => (GatewayFailure.BodyTooLarge, $"The request is too large to send to backend '{backend}'."),
+            DatagramFailure.MalformedReply => (GatewayFailure.MalformedReply, $"Backend '{backend}' ({instance.SocketPath}) sent a reply that breaks the wire protocol: {ex.Message}"),
+            _ => (GatewayFailure.BackendAbsent, $"Backend '{backend}' ({instance.SocketPath}) is unavailable: {ex.Message}"),
+        };
+    }
+
+    private static string BodyTooLargeDetail(GatewayRoute route, long? length) => length is { } n
+        ? string.Create(CultureInfo.InvariantCulture, $"The body has {n} bytes; route '{route.Name}' accepts at most {route.MaxBodySize} bytes.")
+        : string.Create(CultureInfo.InvariantCulture, $"The body exceeds the {route.MaxBodySize} bytes that route '{route.Name}' accepts.");
+
+    private static string ErrorName(IpcErrorCode code) => code switch
+    {
+        IpcErrorCode.Malformed => "MALFORMED",
+        IpcErrorCode.NotFound => "NOT_FOUND",
+        IpcErrorCode.Overloaded => "OVERLOADED",
+        IpcErrorCode.TooLarge => "TOO_LARGE",
+        IpcErrorCode.DeadlineExceeded => "DEADLINE_EXCEEDED",
+        IpcErrorCode.Internal => "INTERNAL",
+        _ => $"error {(ushort)code}",
+    };
+}

@@ -1,0 +1,21 @@
+using System.Net.Sockets;
+
+namespace Gateway.Hosting;
+
+/// <summary>Start-up failures that are the user's to fix: reported as one clear line, not a stack trace.</summary>
+internal static class StartupErrors
+{
+    public static bool IsUserFacing(Exception ex) => Unwrap(ex) is InvalidOperationException or IOException or SocketException or UnauthorizedAccessException;
+
+    public static string Message(Exception ex) => Unwrap(ex).Message;
+
+    private static Exception Unwrap(Exception ex)
+    {
+        while (ex is AggregateException { InnerException: { } inner })
+        {
+            ex = inner;
+        }
+
+        return ex;
+    }
+}

@@ -1,0 +1,77 @@
+using Gateway.Configuration;
+using Microsoft.AspNetCore.Routing.Patterns;
+
+namespace Gateway.Routing;
+
+/// <summary>An immutable snapshot of the routes and backends; swapped atomically on reload.</summary>
+internal sealed class RouteTable
+{
+    public RouteTable(long version, IReadOnlyList<GatewayRoute> routes, IReadOnlyDictionary<string, GatewayBackend> backends)
+    {
+        Version = version;
+        Routes = routes;
+        Backends = backends;
+    }
+
+    public long Version { get; }
+
+    public IReadOnlyList<GatewayRoute> Routes { get; }
+
+    public IReadOnlyDictionary<string, GatewayBackend> Backends { get; }
+}
+
+/// <summary>A route of the current table, carried as endpoint metadata.</summary>
+internal sealed class GatewayRoute
+{
+    public required string Name { get; init; }
+
+    public required string PathTemplate { get; init; }
+
+    public required RoutePattern Pattern { get; init; }
+
+    /// <summary>Upper-case methods; empty = any.</summary>
+    public required IReadOnlyList<string> Methods { get; init; }
+
+    public required GatewayBackend Backend { get; init; }
+
+    public required TimeSpan Timeout { get; init; }
+
+    public required long MaxBodySize { get; init; }
+
+    public string? ContentType { get; init; }
+
+    public string? Summary { get; init; }
+
+    public string? Description { get; init; }
+}
+
+/// <summary>A backend of the current table.</summary>
+internal sealed class GatewayBackend
+{
+    private uint _next;
+
+    public required string Name { get; init; }
+
+    public required BackendMode Mode { get; init; }
+
+    public required IReadOnlyList<BackendInstance> Instances { get; init; }
+
+    public required TimeSpan Timeout { get; init; }
+
+    public required long MaxBodySize { get; init; }
+
+    public required TimeSpan SendTimeout { get; init; }
+
+    /// <summary>Round-robin choice of an instance.</summary>
+    public BackendInstance PickInstance()
+    {
+        var instances = Instances;
+        if (instances.Count == 1)
+        {
+            return instances[0];
+        }
+
+        var n = Interlocked.Increment(ref _next);
+        return instances[(int)(n % (uint)instances.Count)];
+    }
+}

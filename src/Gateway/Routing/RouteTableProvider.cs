@@ -1,0 +1,219 @@
+using Gateway.Configuration;
+using Gateway.Diagnostics;
+using Gateway.Ipc.Client;
+using Gateway.Ipc.Raw;
+using Microsoft.AspNetCore.Routing.Patterns;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
+
+namespace Gateway.Routing;
+
+/// <summary>
+/// Owns the current <see cref="RouteTable"/>. Builds it from configuration at start-up and again whenever the
+/// configuration reloads; an invalid change is logged and rejected, and the previous table stays.
+/// </summary>
+internal sealed class RouteTableProvider : IAsyncDisposable
+{
+    private readonly IConfiguration _configuration;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger<RouteTableProvider> _logger;
+    private readonly Dictionary<InstanceKey, BackendInstance> _instances = [];
+    private readonly Lock _gate = new();
+    private readonly IDisposable? _reloadRegistration;
+    private CancellationTokenSource _changeSource = new();
+    private RouteTable _current;
+    private long _version;
+    private bool _disposed;
+
+    public RouteTableProvider(IOptions<GatewayOptions> options, IConfiguration configuration, TimeProvider timeProvider, ILoggerFactory loggerFactory)
+    {
+        _configuration = configuration;
+        _timeProvider = timeProvider;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<RouteTableProvider>();
+
+        // options.Value has been validated (ValidateOnStart): every error is reported before we get here.
+        _current = Build(options.Value);
+        _reloadRegistration = ChangeToken.OnChange(configuration.GetReloadToken, OnConfigurationChanged);
+    }
+
+    public RouteTable Current => Volatile.Read(ref _current);
+
+    /// <summary>Fires when the table has been replaced.</summary>
+    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changeSource).Token);
+
+    /// <summary>Every instance currently known (for health and admin).</summary>
+    public IReadOnlyCollection<BackendInstance> Instances
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _instances.Values];
+            }
+        }
+    }
+
+    internal void OnConfigurationChanged()
+    {
+        GatewayOptions options;
+        List<string> errors;
+        try
+        {
+            options = new GatewayOptions();
+            _configuration.GetSection(GatewayOptions.SectionName).Bind(options);
+            DemoDefaults.Apply(options);
+            errors = GatewayOptionsValidator.Validate(options);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
+        {
+            Log.ConfigurationRejected(_logger, ex.Message);
+            return;
+        }
+
+        if (errors.Count > 0)
+        {
+            Log.ConfigurationRejected(_logger, string.Join(Environment.NewLine, errors));
+            return;
+        }
+
+        RouteTable table;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            table = Build(options);
+        }
+
+        Log.RouteTableReloaded(_logger, table.Version, table.Routes.Count, table.Backends.Count);
+        LogSummary(table);
+    }
+
+    public void LogSummary(RouteTable? table = null)
+    {
+        table ??= Current;
+        foreach (var backend in table.Backends.Values)
+        {
+            Log.BackendSummary(_logger, backend.Name, backend.Mode, string.Join(", ", backend.Instances.Select(i => i.SocketPath)), backend.Timeout);
+        }
+
+        foreach (var route in table.Routes)
+        {
+            Log.RouteSummary(_logger, route.Name, route.PathTemplate, route.Methods.Count == 0 ? "*" : string.Join(",", route.Methods), route.Backend.Name, route.Timeout, route.MaxBodySize);
+        }
+    }
+
+    private RouteTable Build(GatewayOptions options)
+    {
+        lock (_gate)
+        {
+            var used = new HashSet<InstanceKey>();
+            var backends = new Dictionary<string, GatewayBackend>(StringComparer.OrdinalIgnoreCase);
+            foreach (var (name, b) in options.Backends)
+            {
+                var instances = new List<BackendInstance>(b.Instances.Count);
+                foreach (var path in b.Instances)
+                {
+                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0);
+                    used.Add(key);
+                    if (!_instances.TryGetValue(key, out var instance))
+                    {
+                        instance = CreateInstance(key);
+                        _instances[key] = instance;
+                    }
+
+                    instances.Add(instance);
+                }
+
+                backends[name] = new GatewayBackend
+                {
+                    Name = name,
+                    Mode = b.Mode,
+                    Instances = instances,
+                    Timeout = b.Timeout,
+                    MaxBodySize = b.EffectiveMaxBodySize,
+                    SendTimeout = b.SendTimeout,
+                };
+            }
+
+            var routes = new List<GatewayRoute>(options.Routes.Count);
+            foreach (var (name, r) in options.Routes.OrderBy(r => r.Key, StringComparer.Ordinal))
+            {
+                var backend = backends[r.Backend!];
+                routes.Add(new GatewayRoute
+                {
+                    Name = name,
+                    PathTemplate = r.Path!,
+                    Pattern = RoutePatternFactory.Parse(r.Path!),
+                    Methods = [.. r.Methods.Select(m => m.ToUpperInvariant()).Distinct(StringComparer.Ordinal)],
+                    Backend = backend,
+                    Timeout = r.Timeout ?? backend.Timeout,
+                    MaxBodySize = Math.Min(r.MaxBodySize ?? backend.MaxBodySize, backend.MaxBodySize),
+                    ContentType = r.ContentType,
+                    Summary = r.Summary,
+                    Description = r.Description,
+                });
+            }
+
+            foreach (var key in _instances.Keys.Where(k => !used.Contains(k)).ToList())
+            {
+                _instances.Remove(key, out var retired);
+                retired!.Retire();
+                Log.InstanceRetired(_logger, key.Path);
+            }
+
+            var table = new RouteTable(++_version, routes, backends);
+            Volatile.Write(ref _current, table);
+            var previous = Interlocked.Exchange(ref _changeSource, new CancellationTokenSource());
+            previous.Cancel();
+            previous.Dispose();
+            return table;
+        }
+    }
+
+    private BackendInstance CreateInstance(InstanceKey key)
+    {
+        if (key.Mode == BackendMode.Raw)
+        {
+            return new BackendInstance(key.Path, new RawDatagramClient(
+                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency },
+                _timeProvider,
+                _loggerFactory));
+        }
+
+        return new BackendInstance(key.Path, new DatagramClient(
+            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout },
+            _timeProvider,
+            _loggerFactory));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        List<BackendInstance> instances;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            instances = [.. _instances.Values];
+            _instances.Clear();
+        }
+
+        _reloadRegistration?.Dispose();
+        foreach (var instance in instances)
+        {
+            await instance.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _changeSource.Dispose();
+    }
+
+    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency);
+}
