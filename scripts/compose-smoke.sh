@@ -84,8 +84,13 @@ trap 'exit 130' INT TERM
 # ------------------------------------------------------------------ build + start
 t=$(now)
 log "project $PROJECT: $COMPOSE up -d --build ${SERVICES[*]}"
-compose up -d --build "${SERVICES[@]}" > "/tmp/$PROJECT-up.log" 2>&1 \
-  || { tail -40 "/tmp/$PROJECT-up.log" >&2; fail "compose up failed (log: /tmp/$PROJECT-up.log)"; exit 1; }
+UP_LOG=/tmp/$PROJECT-up.log
+# podman-compose 1.0.3 exits 0 even when a build or run inside fails (it prints "exit code: N"
+# after each podman command), so look at those too: a failed build must not test a stale image.
+if ! compose up -d --build "${SERVICES[@]}" > "$UP_LOG" 2>&1 || grep -q '^exit code: [1-9]' "$UP_LOG"; then
+  grep -v '^\(STEP\|-->\|COMMIT\)' "$UP_LOG" | tail -40 >&2
+  fail "compose up failed (log: $UP_LOG)"; exit 1
+fi
 log "build + start: $(elapsed "$t")"
 
 VOLUME_DIR=$($ENGINE volume inspect "${PROJECT}_sockets" --format '{{.Mountpoint}}')
