@@ -22,7 +22,7 @@ try
     await app.RunAsync();
     return 0;
 }
-catch (OptionsValidationException ex)
+catch (OptionsValidationException ex) when (StartupErrors.IsMainProgram)
 {
     // Every configuration error at once, each naming its key; no stack trace for a user's typo.
     await Console.Error.WriteLineAsync("Gateway: invalid configuration:");
@@ -33,7 +33,7 @@ catch (OptionsValidationException ex)
 
     return 2;
 }
-catch (Exception ex) when (StartupErrors.IsUserFacing(ex))
+catch (Exception ex) when (StartupErrors.IsMainProgram && StartupErrors.IsUserFacing(ex))
 {
     await Console.Error.WriteLineAsync($"Gateway: cannot start: {StartupErrors.Message(ex)}");
     return 2;

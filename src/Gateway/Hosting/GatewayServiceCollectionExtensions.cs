@@ -21,7 +21,19 @@ internal static class GatewayServiceCollectionExtensions
             .PostConfigure(DemoDefaults.Apply)
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
-        services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>((host, gateway) => host.ShutdownTimeout = gateway.Value.DrainTimeout);
+        // Read directly (not through IOptions<GatewayOptions>) so that resolving HostOptions while the host is
+        // built does not run the gateway's validation early: that belongs to start-up (ValidateOnStart).
+        services.AddOptions<HostOptions>().Configure<IConfiguration>((host, configuration) =>
+        {
+            if (TimeSpan.TryParse(configuration[$"{GatewayOptions.SectionName}:DrainTimeout"], System.Globalization.CultureInfo.InvariantCulture, out var drain) && drain >= TimeSpan.Zero)
+            {
+                host.ShutdownTimeout = drain;
+            }
+            else
+            {
+                host.ShutdownTimeout = new GatewayOptions().DrainTimeout;
+            }
+        });
 
         services.AddSingleton<RouteTableProvider>();
         services.AddSingleton<ForwardingHandler>();
@@ -40,24 +52,33 @@ internal static class GatewayServiceCollectionExtensions
     /// <summary>Adds the middleware and endpoints: request IDs, problem details for 404/405, health, the routes.</summary>
     public static WebApplication MapGateway(this WebApplication app)
     {
-        var options = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
-        var requestIdHeader = options.RequestIdHeader;
-        app.Use((context, next) =>
-        {
-            var incoming = context.Request.Headers[requestIdHeader];
-            if (incoming.Count == 1 && HeaderRules.IsValidRequestId(incoming[0]))
-            {
-                context.TraceIdentifier = incoming[0]!;
-            }
-
-            context.Response.Headers[requestIdHeader] = context.TraceIdentifier;
-            return next(context);
-        });
+        app.UseMiddleware<RequestIdMiddleware>();
 
         app.UseStatusCodePages(StatusCodeProblems.WriteAsync);
         app.MapGatewayHealthChecks();
         ((IEndpointRouteBuilder)app).DataSources.Add(app.Services.GetRequiredService<GatewayEndpointDataSource>());
         return app;
+    }
+}
+
+/// <summary>
+/// Adopts a well-formed incoming request ID (header <c>Gateway:RequestIdHeader</c>) as the request's
+/// <see cref="HttpContext.TraceIdentifier"/>, and returns it in the same response header.
+/// </summary>
+internal sealed class RequestIdMiddleware(RequestDelegate next, IOptions<GatewayOptions> options)
+{
+    private readonly string _header = options.Value.RequestIdHeader;
+
+    public Task InvokeAsync(HttpContext context)
+    {
+        var incoming = context.Request.Headers[_header];
+        if (incoming.Count == 1 && HeaderRules.IsValidRequestId(incoming[0]))
+        {
+            context.TraceIdentifier = incoming[0]!;
+        }
+
+        context.Response.Headers[_header] = context.TraceIdentifier;
+        return next(context);
     }
 }
 
