@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Transport;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -116,7 +117,7 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
                     throw new DatagramException(DatagramFailure.Timeout, ServerPath, $"No reply from {ServerPath} within {timeout.TotalSeconds:0.###} s.");
                 }
 
-                if (!sender.Equals(_serverAddress))
+                if (!UnixAddress.SameAddress(sender.Buffer.Span[..sender.Size], _serverAddress.Buffer.Span[.._serverAddress.Size]))
                 {
                     Interlocked.Increment(ref Statistics.SpoofedDatagrams);
                     Log.Spoofed(_logger, ServerPath);

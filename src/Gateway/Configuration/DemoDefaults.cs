@@ -16,7 +16,9 @@ internal static class DemoDefaults
     /// <summary>Adds the demo backend and route when the demo is enabled (post-configuration).</summary>
     public static void Apply(GatewayOptions options)
     {
-        if (!IsEnabled(options) || string.IsNullOrWhiteSpace(options.Listen.UnixSocket))
+        // Decide once: after the demo backend is added, "no backend configured" is no longer true.
+        options.DemoBackend.Enabled = IsEnabled(options) && !string.IsNullOrWhiteSpace(options.Listen.UnixSocket);
+        if (options.DemoBackend.Enabled != true)
         {
             return;
         }

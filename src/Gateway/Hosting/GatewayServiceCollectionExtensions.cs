@@ -43,6 +43,7 @@ internal static class GatewayServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<UnixSocketListener>());
         services.AddOptions<KestrelServerOptions>().Configure<UnixSocketListener>((kestrel, listener) => listener.Configure(kestrel));
         services.AddHostedService<StartupSummary>();
+        services.AddHostedService<Demo.DemoBackendService>();
 
         services.AddProblemDetails();
         services.AddGatewayHealthChecks();

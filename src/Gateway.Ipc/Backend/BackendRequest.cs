@@ -1,0 +1,77 @@
+namespace Gateway.Ipc.Backend;
+
+/// <summary>A request received by a backend: the decoded REQUEST message plus what the transport knows.</summary>
+/// <remarks>Instances are immutable; the constructor is public so that handlers can be unit-tested.</remarks>
+public sealed class BackendRequest
+{
+    /// <summary>Creates a request.</summary>
+    /// <param name="method">The HTTP method, e.g. <c>GET</c>.</param>
+    /// <param name="target">The path and, if any, <c>?</c> and the query, as sent by the gateway (percent-encoding preserved).</param>
+    /// <param name="headers">Header fields, names in lower case; a name may repeat.</param>
+    /// <param name="body">The body.</param>
+    public BackendRequest(string method, string target, IReadOnlyList<KeyValuePair<string, string>>? headers = null, ReadOnlyMemory<byte> body = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        ArgumentException.ThrowIfNullOrEmpty(target);
+        Method = method;
+        Target = target;
+        Headers = headers ?? [];
+        Body = body;
+        var q = target.IndexOf('?', StringComparison.Ordinal);
+        Path = q < 0 ? target : target[..q];
+        Query = q < 0 ? string.Empty : target[(q + 1)..];
+    }
+
+    /// <summary>The HTTP method, e.g. <c>GET</c>.</summary>
+    public string Method { get; }
+
+    /// <summary>The path and query exactly as received, e.g. <c>/echo/hello?x=1</c>.</summary>
+    public string Target { get; }
+
+    /// <summary>The part of <see cref="Target"/> before <c>?</c>, e.g. <c>/echo/hello</c> (still percent-encoded).</summary>
+    public string Path { get; }
+
+    /// <summary>The part of <see cref="Target"/> after <c>?</c>, without the <c>?</c>; empty when there is none.</summary>
+    public string Query { get; }
+
+    /// <summary>Header fields in the order received; names are lower case and may repeat.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+
+    /// <summary>The body (may be empty).</summary>
+    public ReadOnlyMemory<byte> Body { get; }
+
+    /// <summary>The correlation ID chosen by the client (the same for every attempt).</summary>
+    public ulong CorrelationId { get; init; }
+
+    /// <summary>The attempt number of the datagram that started this execution (1 for the first try).</summary>
+    public ushort Attempt { get; init; }
+
+    /// <summary>Time of receipt plus the request's budget; <see langword="null"/> when the client set no budget.</summary>
+    public DateTimeOffset? Deadline { get; init; }
+
+    /// <summary>The W3C <c>traceparent</c>, or <see langword="null"/> when absent.</summary>
+    public string? TraceParent { get; init; }
+
+    /// <summary>The W3C <c>tracestate</c>, or <see langword="null"/> when absent.</summary>
+    public string? TraceState { get; init; }
+
+    /// <summary>The client's socket address: a path, or <c>@name</c> for a Linux abstract name.</summary>
+    public string SenderAddress { get; init; } = string.Empty;
+
+    /// <summary>Returns the value of the first header named <paramref name="name"/> (case-insensitive), or <see langword="null"/>.</summary>
+    /// <param name="name">The header name.</param>
+    /// <returns>The value, or <see langword="null"/>.</returns>
+    public string? GetHeader(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        foreach (var header in Headers)
+        {
+            if (string.Equals(header.Key, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return header.Value;
+            }
+        }
+
+        return null;
+    }
+}

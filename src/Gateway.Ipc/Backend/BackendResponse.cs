@@ -1,0 +1,100 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Gateway.Ipc.Protocol;
+
+namespace Gateway.Ipc.Backend;
+
+/// <summary>
+/// What a handler returns: a RESPONSE (status, headers, body) or, when made with <see cref="Error"/>, an ERROR
+/// message.
+/// </summary>
+public sealed class BackendResponse
+{
+    /// <summary>The content type of <see cref="Text"/> responses.</summary>
+    public const string TextContentType = "text/plain; charset=utf-8";
+
+    /// <summary>The content type of <see cref="Json{T}"/> responses.</summary>
+    public const string JsonContentType = "application/json; charset=utf-8";
+
+    /// <summary>Creates a response.</summary>
+    /// <param name="status">The HTTP status, 200–599.</param>
+    /// <param name="headers">Header fields; names are sent in lower case.</param>
+    /// <param name="body">The body.</param>
+    public BackendResponse(int status = 200, IReadOnlyList<KeyValuePair<string, string>>? headers = null, ReadOnlyMemory<byte> body = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(status, 200);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(status, 599);
+        Status = status;
+        Headers = headers ?? [];
+        Body = body;
+    }
+
+    private BackendResponse(IpcErrorCode code, string message)
+    {
+        Headers = [];
+        ErrorCode = code;
+        ErrorMessage = message;
+    }
+
+    /// <summary>The HTTP status (0 for an error).</summary>
+    public int Status { get; }
+
+    /// <summary>Header fields.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+
+    /// <summary>The body.</summary>
+    public ReadOnlyMemory<byte> Body { get; }
+
+    /// <summary>The error code when this is an error (sent as an ERROR message), else <see langword="null"/>.</summary>
+    public IpcErrorCode? ErrorCode { get; }
+
+    /// <summary>The error's message when this is an error, else <see langword="null"/>.</summary>
+    public string? ErrorMessage { get; }
+
+    /// <summary>Whether this is sent as an ERROR message.</summary>
+    public bool IsError => ErrorCode.HasValue;
+
+    /// <summary>A <c>text/plain; charset=utf-8</c> response.</summary>
+    /// <param name="text">The body text.</param>
+    /// <param name="status">The status.</param>
+    /// <returns>The response.</returns>
+    public static BackendResponse Text(string text, int status = 200)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return new BackendResponse(status, [new("content-type", TextContentType)], Encoding.UTF8.GetBytes(text));
+    }
+
+    /// <summary>A response with a body of <paramref name="contentType"/>.</summary>
+    /// <param name="body">The body.</param>
+    /// <param name="contentType">The content type.</param>
+    /// <param name="status">The status.</param>
+    /// <returns>The response.</returns>
+    public static BackendResponse Bytes(ReadOnlyMemory<byte> body, string contentType, int status = 200)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(contentType);
+        return new BackendResponse(status, [new("content-type", contentType)], body);
+    }
+
+    /// <summary>An <c>application/json</c> response serialized with source-generated metadata (trimming- and AOT-safe).</summary>
+    /// <typeparam name="T">The value's type.</typeparam>
+    /// <param name="value">The value.</param>
+    /// <param name="typeInfo">The type's metadata, e.g. from a <c>JsonSerializerContext</c>.</param>
+    /// <param name="status">The status.</param>
+    /// <returns>The response.</returns>
+    public static BackendResponse Json<T>(T value, JsonTypeInfo<T> typeInfo, int status = 200)
+    {
+        ArgumentNullException.ThrowIfNull(typeInfo);
+        return new BackendResponse(status, [new("content-type", JsonContentType)], JsonSerializer.SerializeToUtf8Bytes(value, typeInfo));
+    }
+
+    /// <summary>An ERROR message instead of a response (see docs/protocol.md section 4.3).</summary>
+    /// <param name="code">The error code.</param>
+    /// <param name="message">A human-readable reason (at most 1,024 UTF-8 bytes are sent).</param>
+    /// <returns>The error.</returns>
+    public static BackendResponse Error(IpcErrorCode code, string message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return new BackendResponse(code, message);
+    }
+}

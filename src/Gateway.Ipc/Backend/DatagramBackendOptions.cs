@@ -1,0 +1,118 @@
+using System.ComponentModel.DataAnnotations;
+using Gateway.Ipc.Protocol;
+using Microsoft.Extensions.Options;
+
+namespace Gateway.Ipc.Backend;
+
+/// <summary>Options of a <see cref="DatagramBackendServer"/>.</summary>
+public sealed class DatagramBackendOptions
+{
+    /// <summary>The path of the datagram socket to bind (at most 107 bytes). Its directory is created if missing.</summary>
+    /// <value>Required; there is no default.</value>
+    [Required]
+    [StringLength(107)]
+    public string SocketPath { get; set; } = string.Empty;
+
+    /// <summary>The mode of the socket file as three or four octal digits; clients need write permission to connect.</summary>
+    /// <value>The default value is <c>"0660"</c> (owner and group).</value>
+    [Required]
+    [RegularExpression("^[0-7]{3,4}$", ErrorMessage = "The FileMode field must be three or four octal digits, such as 0660.")]
+    public string FileMode { get; set; } = "0660";
+
+    /// <summary>
+    /// The most requests executing at once; a request beyond it is answered with ERROR <c>OVERLOADED</c>
+    /// without running the handler. PING is answered regardless.
+    /// </summary>
+    /// <value>The default value is 1024.</value>
+    [Range(1, 1_000_000)]
+    public int MaxConcurrency { get; set; } = 1024;
+
+    /// <summary>
+    /// The most completed replies kept for at-most-once replay (docs/protocol.md section 5); the oldest is evicted
+    /// first. 0 disables replay (duplicates of requests still executing are still dropped).
+    /// </summary>
+    /// <value>The default value is 10,000.</value>
+    [Range(0, 10_000_000)]
+    public int ReplayCacheSize { get; set; } = 10_000;
+
+    /// <summary>
+    /// How long a completed reply stays in the replay cache. A retry later than this executes again, so clients
+    /// must not retry later than this.
+    /// </summary>
+    /// <value>The default value is 120 seconds.</value>
+    [TimeSpanRange("00:00:00", "1.00:00:00")]
+    public TimeSpan ReplayCacheTtl { get; set; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>
+    /// The most bytes of encoded replies held by the replay cache; the oldest entries are evicted beyond it.
+    /// Bounds memory when replies are large (10,000 entries of 200 KB would be 2 GB).
+    /// </summary>
+    /// <value>The default value is 64 MiB.</value>
+    [Range(0, long.MaxValue)]
+    public long ReplayCacheMaxBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// The largest request or reply payload, in bytes; messages larger than one datagram travel as fragments. A
+    /// larger request is answered with ERROR <c>TOO_LARGE</c> (once); a larger reply is replaced by ERROR <c>TOO_LARGE</c>.
+    /// </summary>
+    /// <value>The default value is 16 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>).</value>
+    [Range(1024, 1024 * 1024 * 1024)]
+    public int MaxMessageBytes { get; set; } = ProtocolConstants.DefaultMaxMessageBytes;
+
+    /// <summary>
+    /// The most memory reserved by partially received fragmented requests (docs/protocol.md section 6); a message
+    /// that would exceed it is dropped and counted.
+    /// </summary>
+    /// <value>The default value is 64 MiB.</value>
+    [Range(1024, long.MaxValue)]
+    public long MaxReassemblyBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>How long a partially received fragmented request is kept before it is freed and counted.</summary>
+    /// <value>The default value is 10 seconds.</value>
+    [TimeSpanRange("00:00:00.001", "00:10:00")]
+    public TimeSpan ReassemblyTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>On shutdown, how long requests in flight may run before their cancellation tokens fire.</summary>
+    /// <value>The default value is 5 seconds.</value>
+    [TimeSpanRange("00:00:00", "00:10:00")]
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long sending one reply may wait on a client whose receive queue is full; the reply is then dropped and
+    /// counted in <see cref="DatagramBackendStatistics.ReplyFailures"/>. Replies sent from the receive loop (PONG,
+    /// ERROR) never wait.
+    /// </summary>
+    /// <value>The default value is 1 second.</value>
+    [TimeSpanRange("00:00:00.001", "00:10:00")]
+    public TimeSpan ReplySendTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The parsed <see cref="FileMode"/>.</summary>
+    internal UnixFileMode GetUnixFileMode() => Transport.UnixSocketFile.ParseFileMode(FileMode);
+}
+
+/// <summary>Validates that a <see cref="TimeSpan"/> lies within [minimum, maximum] (trimming-safe, unlike <c>RangeAttribute(Type, …)</c>).</summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class TimeSpanRangeAttribute : ValidationAttribute
+{
+    public TimeSpanRangeAttribute(string minimum, string maximum)
+        : base("The field {0} must be between {1} and {2}.")
+    {
+        Minimum = TimeSpan.Parse(minimum, System.Globalization.CultureInfo.InvariantCulture);
+        Maximum = TimeSpan.Parse(maximum, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    public TimeSpan Minimum { get; }
+
+    public TimeSpan Maximum { get; }
+
+    public override bool IsValid(object? value) => value is not TimeSpan t || (t >= Minimum && t <= Maximum);
+
+    public override string FormatErrorMessage(string name) =>
+        string.Format(System.Globalization.CultureInfo.InvariantCulture, ErrorMessageString, name, Minimum, Maximum);
+}
+
+/// <summary>Source-generated DataAnnotations validator of <see cref="DatagramBackendOptions"/> (trimming- and AOT-safe).</summary>
+[OptionsValidator]
+internal sealed partial class DatagramBackendOptionsValidator : IValidateOptions<DatagramBackendOptions>
+{
+}

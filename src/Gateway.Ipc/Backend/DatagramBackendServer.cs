@@ -1,0 +1,682 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Transport;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Gateway.Ipc.Backend;
+
+/// <summary>
+/// Serves a <see cref="DatagramHandler"/> on a Unix datagram socket, speaking wire protocol v1 (docs/protocol.md).
+/// </summary>
+/// <remarks>
+/// <para>
+/// One receive loop reads datagrams; each valid REQUEST is handed to the handler on the thread pool (the loop never
+/// waits for a handler), at most <see cref="DatagramBackendOptions.MaxConcurrency"/> at once (beyond that: ERROR
+/// <c>OVERLOADED</c>). PING is answered with PONG straight from the loop, whatever the load.
+/// </para>
+/// <para>
+/// At-most-once: requests are identified by (sender address, correlation ID). A retry of a request that is still
+/// executing is dropped; a retry of a completed one gets the cached reply again, with the retry's attempt and the
+/// <c>REPLAY</c> flag, without executing again (see <see cref="DatagramBackendOptions.ReplayCacheSize"/>).
+/// </para>
+/// <para>
+/// Deadlines: a request with <c>budget_ms</c> &gt; 0 has the deadline <i>time of receipt + budget</i>. If it has
+/// passed when the handler would start, the request is <b>dropped without a reply</b> (nobody waits for it any
+/// more; counted in <see cref="DatagramBackendStatistics.DroppedExpired"/>). While the handler runs, its token fires
+/// at the deadline and the reply becomes ERROR <c>DEADLINE_EXCEEDED</c> if the handler gives up.
+/// </para>
+/// <para>
+/// Replies: sent with <c>sendto</c> to the request's sender. A reply first tries a non-blocking send; if the
+/// client's receive queue is full, a handler's reply waits up to <see cref="DatagramBackendOptions.ReplySendTimeout"/>
+/// and is then dropped and counted; replies sent by the loop itself (PONG, ERROR) never wait, so a client that does
+/// not read cannot stall the loop.
+/// </para>
+/// <para>
+/// Shutdown (<see cref="StopAsync"/>): stop receiving, let executing handlers finish for up to
+/// <see cref="DatagramBackendOptions.DrainTimeout"/>, then cancel their tokens (they are answered ERROR
+/// <c>OVERLOADED</c>, retryable), then close the socket and unlink the socket file if it is still ours.
+/// </para>
+/// </remarks>
+public sealed partial class DatagramBackendServer : IAsyncDisposable
+{
+    private const int StateNew = 0;
+    private const int StateRunning = 1;
+    private const int StateStopping = 2;
+
+    private static readonly int MaxAddressSize = SocketAddress.GetMaximumAddressSize(AddressFamily.Unix);
+
+    private readonly DatagramHandler _handler;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly ReplayCache _cache;
+    private readonly Reassembler _reassembler;
+    private readonly UnixFileMode _fileMode;
+    private readonly int _maxConcurrency;
+    private readonly int _maxMessageBytes;
+    private readonly TimeSpan _drainTimeout;
+    private readonly TimeSpan _replySendTimeout;
+    private readonly Lock _stopLock = new();
+    private readonly CancellationTokenSource _receiveStop = new();
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>How often idle state is swept: expired replay-cache entries and timed-out partial messages.</summary>
+    private static readonly TimeSpan MaintenancePeriod = TimeSpan.FromSeconds(1);
+
+    private ITimer? _maintenance;
+    private UnixSocketFile? _socketFile;
+    private Socket? _socket;
+    private Task _receiveLoop = Task.CompletedTask;
+    private Task? _stopTask;
+    private int _state;
+    private int _inFlight;
+
+    /// <summary>Creates a server; nothing is bound until <see cref="StartAsync"/>.</summary>
+    /// <param name="options">The options (validated here; later changes have no effect).</param>
+    /// <param name="handler">The request handler.</param>
+    /// <param name="timeProvider">The clock for deadlines and replay-cache expiry; <see cref="TimeProvider.System"/> if null.</param>
+    /// <param name="loggerFactory">The logger factory; no logging if null.</param>
+    /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
+    public DatagramBackendServer(DatagramBackendOptions options, DatagramHandler handler, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(handler);
+        var validation = new DatagramBackendOptionsValidator().Validate(null, options);
+        if (validation.Failed)
+        {
+            throw new ArgumentException($"Invalid {nameof(DatagramBackendOptions)}: {validation.FailureMessage}", nameof(options));
+        }
+
+        SocketPath = Path.GetFullPath(options.SocketPath);
+        _fileMode = options.GetUnixFileMode();
+        _maxConcurrency = options.MaxConcurrency;
+        _maxMessageBytes = options.MaxMessageBytes;
+        _drainTimeout = options.DrainTimeout;
+        _replySendTimeout = options.ReplySendTimeout;
+        _handler = handler;
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<DatagramBackendServer>();
+        _cache = new ReplayCache(options.ReplayCacheSize, options.ReplayCacheTtl, options.ReplayCacheMaxBytes);
+        _reassembler = new Reassembler(options.MaxMessageBytes, options.MaxReassemblyBytes, options.ReassemblyTimeout, _timeProvider);
+    }
+
+    /// <summary>The full path of the socket file.</summary>
+    public string SocketPath { get; }
+
+    /// <summary>Counters.</summary>
+    public DatagramBackendStatistics Statistics { get; } = new();
+
+    /// <summary>The number of handler executions in progress.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>The number of completed replies held in the replay cache (expired ones are dropped first).</summary>
+    public int ReplayCacheCount => _cache.Count(_timeProvider.GetUtcNow());
+
+    /// <summary>
+    /// Binds the socket (taking over a stale socket file, refusing a live one, see <see cref="UnixSocketFile.Bind"/>)
+    /// and starts receiving.
+    /// </summary>
+    /// <param name="cancellationToken">Not used; binding does not wait.</param>
+    /// <returns>A completed task once the socket is bound.</returns>
+    /// <exception cref="SocketFileException">The path is not a socket, or another process serves it.</exception>
+    /// <exception cref="InvalidOperationException">The server was already started, or stopped.</exception>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.CompareExchange(ref _state, StateRunning, StateNew) != StateNew)
+        {
+            throw new InvalidOperationException("The server has already been started or stopped.");
+        }
+
+        try
+        {
+            _socketFile = UnixSocketFile.Bind(SocketPath, SocketType.Dgram, _fileMode);
+        }
+        catch
+        {
+            // Nothing was bound: the server may be started again (e.g. once the other process has gone).
+            Volatile.Write(ref _state, StateNew);
+            throw;
+        }
+
+        _socket = _socketFile.Socket;
+
+        // Synchronous sends become non-blocking attempts (see TrySendNow); asynchronous operations are unaffected.
+        _socket.Blocking = false;
+        _receiveLoop = Task.Run(ReceiveLoopAsync, CancellationToken.None);
+
+        // Without traffic nothing else would free expired replies and abandoned partial messages.
+        _maintenance = _timeProvider.CreateTimer(static state => ((DatagramBackendServer)state!).Sweep(), this, MaintenancePeriod, MaintenancePeriod);
+        Log.Listening(_logger, SocketPath, _maxConcurrency, _cache.MaxEntries, _cache.Ttl);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Stops receiving, waits for executing handlers up to the drain timeout, cancels the rest, closes the socket
+    /// and unlinks the socket file if it is still ours. Idempotent.
+    /// </summary>
+    /// <param name="cancellationToken">When it fires, handlers are cancelled at once and stopping stops waiting for them.</param>
+    /// <returns>A task that completes when the server has stopped.</returns>
+    public Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_stopLock)
+        {
+            if (_stopTask is null)
+            {
+                var previous = Interlocked.Exchange(ref _state, StateStopping);
+                _stopTask = previous == StateRunning ? StopCoreAsync(cancellationToken) : Task.CompletedTask;
+            }
+
+            return _stopTask;
+        }
+    }
+
+    /// <summary>Stops the server (see <see cref="StopAsync"/>) and releases its resources.</summary>
+    /// <returns>A task that completes when the server has stopped.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(CancellationToken.None).ConfigureAwait(false);
+        _receiveStop.Dispose();
+        _shutdown.Dispose();
+        _reassembler.Dispose();
+    }
+
+    private async Task StopCoreAsync(CancellationToken cancellationToken)
+    {
+        await _receiveStop.CancelAsync().ConfigureAwait(false);
+        await _receiveLoop.ConfigureAwait(false);
+
+        if (Volatile.Read(ref _inFlight) == 0)
+        {
+            _drained.TrySetResult();
+        }
+
+        if (!_drained.Task.IsCompleted)
+        {
+            try
+            {
+                await _drained.Task.WaitAsync(_drainTimeout, _timeProvider, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                Log.DrainTimedOut(_logger, InFlight, _drainTimeout);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            await _shutdown.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await _drained.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // The host gave up waiting: late replies will fail on the closed socket and be counted.
+            }
+        }
+
+        _maintenance?.Dispose();
+        _socketFile?.Dispose();
+        Log.Stopped(_logger, SocketPath);
+    }
+
+    private void Sweep()
+    {
+        _ = _cache.Count(_timeProvider.GetUtcNow());
+        _reassembler.Sweep();
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var socket = _socket!;
+        var token = _receiveStop.Token;
+
+        // MaxDatagram + 1: a datagram that fills the buffer may have been truncated and is dropped as oversized.
+        var buffer = GC.AllocateUninitializedArray<byte>(ProtocolConstants.MaxDatagram + 1, pinned: true);
+        var address = new SocketAddress(AddressFamily.Unix, MaxAddressSize);
+        using var control = new FrameWriter(256);
+        var replay = GC.AllocateUninitializedArray<byte>(ProtocolConstants.MaxDatagram);
+
+        while (!token.IsCancellationRequested)
+        {
+            int received;
+            try
+            {
+                // A receive shrinks Size to the sender's address length: reset it every time.
+                address.Size = MaxAddressSize;
+                received = await socket.ReceiveFromAsync(buffer, SocketFlags.None, address, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (ObjectDisposedException)
+            {
+                break;
+            }
+            catch (SocketException ex)
+            {
+                Log.ReceiveFailed(_logger, ex, SocketPath);
+                continue;
+            }
+
+            Interlocked.Increment(ref Statistics._received);
+            try
+            {
+                ProcessDatagram(buffer.AsSpan(0, received), received == buffer.Length, address, control, replay);
+            }
+            catch (Exception ex)
+            {
+                // Never fatal: one bad datagram must not stop the backend.
+                Log.ProcessingFailed(_logger, ex, SocketPath);
+            }
+        }
+    }
+
+    private void ProcessDatagram(ReadOnlySpan<byte> datagram, bool filledBuffer, SocketAddress address, FrameWriter control, byte[] replay)
+    {
+        if (filledBuffer)
+        {
+            Interlocked.Increment(ref Statistics._droppedOversized);
+            Log.DroppedOversized(_logger, FormatAddress(address), datagram.Length);
+            return;
+        }
+
+        FrameHeader header;
+        try
+        {
+            header = FrameHeader.ReadDatagram(datagram);
+        }
+        catch (ProtocolException ex)
+        {
+            Interlocked.Increment(ref Statistics._droppedMalformed);
+            Log.DroppedMalformed(_logger, datagram.Length, FormatAddress(address), ex.Reason, ex.Message);
+            return;
+        }
+
+        switch (header.Kind)
+        {
+            case MessageKind.Ping:
+                Interlocked.Increment(ref Statistics._pings);
+                control.WriteControl(MessageKind.Pong, header.CorrelationId, header.Attempt);
+                TrySendNow(control.WrittenSpan, address, header.CorrelationId);
+                return;
+
+            case MessageKind.Cancel:
+                Interlocked.Increment(ref Statistics._cancels);
+                var entry = _cache.Find(new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId), _timeProvider.GetUtcNow());
+                if (entry is { Reply: null })
+                {
+                    entry.Cancel(CancelReason.ClientCancel);
+                }
+
+                return;
+
+            case MessageKind.Request:
+                ProcessRequest(header, datagram, address, control, replay);
+                return;
+
+            default:
+                Interlocked.Increment(ref Statistics._droppedMalformed);
+                Log.DroppedUnexpectedKind(_logger, header.Kind, FormatAddress(address));
+                return;
+        }
+    }
+
+    private void ProcessRequest(in FrameHeader header, ReadOnlySpan<byte> datagram, SocketAddress address, FrameWriter control, byte[] replay)
+    {
+        if (address.Size <= 2)
+        {
+            // An unbound sender has no address: no reply can reach it and its requests cannot be told apart.
+            Interlocked.Increment(ref Statistics._droppedMalformed);
+            Log.DroppedUnbound(_logger, header.CorrelationId);
+            return;
+        }
+
+        if (header.PayloadLength > (uint)_maxMessageBytes)
+        {
+            // Refused once per message: on its first datagram (a fragmented one's later fragments are dropped).
+            if (!header.IsFragment || FrameHeader.ReadFragmentOffset(datagram) == 0)
+            {
+                Interlocked.Increment(ref Statistics._tooLarge);
+                Log.RequestTooLarge(_logger, header.CorrelationId, FormatAddress(address), header.PayloadLength, _maxMessageBytes);
+                SendError(control, header, IpcErrorCode.TooLarge, $"The request has {header.PayloadLength} bytes; this backend accepts at most {_maxMessageBytes}.", address);
+            }
+            else
+            {
+                Interlocked.Increment(ref Statistics._fragmentsReceived);
+                Interlocked.Increment(ref Statistics._fragmentsDropped);
+            }
+
+            return;
+        }
+
+        if (header.IsFragment)
+        {
+            Interlocked.Increment(ref Statistics._fragmentsReceived);
+            var result = _reassembler.Add(address.Buffer.Span[..address.Size], datagram, out var message);
+            switch (result)
+            {
+                case ReassemblyResult.Incomplete:
+                    return;
+                case ReassemblyResult.Completed:
+                    using (message)
+                    {
+                        ProcessWholeRequest(message!.Header, message.Message.Span, address, control, replay);
+                    }
+
+                    return;
+                case ReassemblyResult.TooLarge:
+                    // Not reached while the early check above uses the same limit; kept for safety.
+                    Interlocked.Increment(ref Statistics._tooLarge);
+                    SendError(control, header, IpcErrorCode.TooLarge, $"The request has {header.PayloadLength} bytes; this backend accepts at most {_maxMessageBytes}.", address);
+                    return;
+                default:
+                    Interlocked.Increment(ref Statistics._fragmentsDropped);
+                    Log.FragmentDropped(_logger, header.CorrelationId, FormatAddress(address), result.ToString());
+                    return;
+            }
+        }
+
+        ProcessWholeRequest(header, datagram, address, control, replay);
+    }
+
+    /// <summary>Handles a whole (single-datagram or reassembled) REQUEST: replay cache, decoding, dispatch.</summary>
+    /// <remarks>
+    /// For a fragmented request the deadline counts from the last fragment's arrival (the reassembly time, a few
+    /// milliseconds for the largest messages, is not subtracted).
+    /// </remarks>
+    private void ProcessWholeRequest(in FrameHeader header, ReadOnlySpan<byte> datagram, SocketAddress address, FrameWriter control, byte[] replay)
+    {
+        var receivedAt = _timeProvider.GetUtcNow();
+        var key = new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId);
+        if (_cache.Find(key, receivedAt) is { } existing)
+        {
+            if (existing.Reply is null)
+            {
+                Interlocked.Increment(ref Statistics._duplicatesInFlight);
+                Log.DuplicateInFlight(_logger, header.CorrelationId, header.Attempt);
+            }
+            else
+            {
+                Interlocked.Increment(ref Statistics._replayed);
+                Log.Replayed(_logger, header.CorrelationId, header.Attempt);
+                Replay(existing.Reply, header.Attempt, key.Address, replay);
+            }
+
+            return;
+        }
+
+        // Checked before decoding so that a refused request costs no copies. Only this loop increments
+        // _inFlight, so the check cannot be overtaken before Dispatch increments it.
+        var inFlight = Volatile.Read(ref _inFlight);
+        if (inFlight >= _maxConcurrency)
+        {
+            Interlocked.Increment(ref Statistics._overloaded);
+            Log.Overloaded(_logger, header.CorrelationId, inFlight);
+            SendError(control, header, IpcErrorCode.Overloaded, "The backend is at its concurrency limit; retry later.", key.Address);
+            return;
+        }
+
+        BackendRequest request;
+        try
+        {
+            request = Decode(header, datagram[ProtocolConstants.HeaderSize..], receivedAt, key.Address);
+        }
+        catch (ProtocolException ex)
+        {
+            Interlocked.Increment(ref Statistics._malformedErrorsSent);
+            Log.MalformedRequest(_logger, header.CorrelationId, FormatAddress(address), ex.Message);
+            SendError(control, header, IpcErrorCode.Malformed, ex.Message, address);
+            return;
+        }
+
+        Dispatch(key, request);
+    }
+
+    private void Dispatch(RequestKey key, BackendRequest request)
+    {
+        Interlocked.Increment(ref _inFlight);
+        var cancellation = request.Deadline is { } deadline
+            ? new CancellationTokenSource(Max(deadline - _timeProvider.GetUtcNow(), TimeSpan.Zero), _timeProvider)
+            : new CancellationTokenSource();
+        var entry = new ReplayCache.Entry(key, cancellation);
+        entry.ShutdownRegistration = _shutdown.Token.UnsafeRegister(static state => ((ReplayCache.Entry)state!).Cancel(CancelReason.Shutdown), entry);
+        _cache.Add(entry);
+        ThreadPool.UnsafeQueueUserWorkItem(new Execution(this, entry, request), preferLocal: false);
+    }
+
+    private async Task ExecuteAsync(ReplayCache.Entry entry, BackendRequest request)
+    {
+        try
+        {
+            if (request.Deadline is { } deadline && _timeProvider.GetUtcNow() >= deadline)
+            {
+                Interlocked.Increment(ref Statistics._droppedExpired);
+                Log.Expired(_logger, request.CorrelationId, deadline);
+                _cache.Remove(entry);
+                return;
+            }
+
+            Interlocked.Increment(ref Statistics._executed);
+            var token = entry.Cancellation.Token;
+            var cacheable = true;
+            BackendResponse response;
+            try
+            {
+                response = await _handler(request, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                switch (entry.Reason)
+                {
+                    case CancelReason.ClientCancel:
+                        Log.CancelledByClient(_logger, request.CorrelationId);
+                        _cache.Remove(entry);
+                        return;
+                    case CancelReason.Shutdown:
+                        cacheable = false;
+                        response = BackendResponse.Error(IpcErrorCode.Overloaded, "The backend is shutting down.");
+                        break;
+                    default:
+                        response = BackendResponse.Error(IpcErrorCode.DeadlineExceeded, "The request's deadline passed while the backend worked on it.");
+                        break;
+                }
+            }
+            catch (Exception ex)
+            {
+                Interlocked.Increment(ref Statistics._handlerFailures);
+                Log.HandlerFailed(_logger, ex, request.CorrelationId, request.Method, request.Target);
+                response = BackendResponse.Error(IpcErrorCode.Internal, "The backend's handler failed.");
+            }
+
+            var reply = Encode(request, response);
+            if (cacheable)
+            {
+                _cache.Complete(entry, reply, _timeProvider.GetUtcNow());
+            }
+            else
+            {
+                _cache.Remove(entry);
+            }
+
+            await SendReplyAsync(reply, entry.Key.Address, request.CorrelationId).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.ProcessingFailed(_logger, ex, SocketPath);
+            _cache.Remove(entry);
+        }
+        finally
+        {
+            entry.Dispose();
+            if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _state) == StateStopping)
+            {
+                _drained.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>Encodes the reply; an invalid or oversized response becomes an ERROR.</summary>
+    private byte[] Encode(BackendRequest request, BackendResponse response)
+    {
+        using var writer = new FrameWriter(512 + response.Body.Length);
+        try
+        {
+            if (response.ErrorCode is { } code)
+            {
+                writer.WriteError(request.CorrelationId, request.Attempt, code, response.ErrorMessage);
+            }
+            else
+            {
+                writer.BeginResponse(request.CorrelationId, request.Attempt, response.Status);
+                foreach (var (name, value) in response.Headers)
+                {
+                    writer.AddHeader(name, value);
+                }
+
+                writer.WriteBody(response.Body.Span);
+                writer.Complete();
+            }
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+        {
+            Interlocked.Increment(ref Statistics._handlerFailures);
+            Log.InvalidResponse(_logger, ex, request.CorrelationId);
+            writer.WriteError(request.CorrelationId, request.Attempt, IpcErrorCode.Internal, "The backend's handler returned an invalid response.");
+        }
+
+        if (writer.PayloadLength > _maxMessageBytes)
+        {
+            Interlocked.Increment(ref Statistics._tooLarge);
+            Log.ReplyTooLarge(_logger, request.CorrelationId, writer.PayloadLength, _maxMessageBytes);
+            writer.WriteError(request.CorrelationId, request.Attempt, IpcErrorCode.TooLarge, $"The response has {writer.PayloadLength} bytes; the limit is {_maxMessageBytes}.");
+        }
+
+        return writer.WrittenMemory.ToArray();
+    }
+
+    private void Replay(byte[] cached, ushort attempt, SocketAddress destination, byte[] scratch)
+    {
+        var correlationId = FrameHeaderCorrelationId(cached);
+        if (cached.Length > scratch.Length)
+        {
+            // A fragmented reply: sent off the loop, which must not wait on the client.
+            var copy = (byte[])cached.Clone();
+            FrameHeader.PatchAttempt(copy, attempt);
+            FrameHeader.AddFlags(copy, MessageFlags.Replay);
+            _ = SendReplyAsync(copy, destination, correlationId).AsTask();
+            return;
+        }
+
+        // The cached reply is shared and never mutated: patch a copy.
+        var datagram = scratch.AsSpan(0, cached.Length);
+        cached.CopyTo(datagram);
+        FrameHeader.PatchAttempt(datagram, attempt);
+        FrameHeader.AddFlags(datagram, MessageFlags.Replay);
+        TrySendNow(datagram, destination, correlationId);
+    }
+
+    private static ulong FrameHeaderCorrelationId(ReadOnlySpan<byte> frame) =>
+        System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame[8..]);
+
+    private void SendError(FrameWriter control, in FrameHeader header, IpcErrorCode code, string message, SocketAddress destination)
+    {
+        control.WriteError(header.CorrelationId, header.Attempt, code, message);
+        TrySendNow(control.WrittenSpan, destination, header.CorrelationId);
+    }
+
+    /// <summary>
+    /// One non-blocking <c>sendto</c> from the receive loop (the socket is in non-blocking mode, so this neither
+    /// waits nor queues behind a pending asynchronous send to another client). A full client queue or a vanished
+    /// client is counted in <see cref="DatagramBackendStatistics.ReplyFailures"/>.
+    /// </summary>
+    private void TrySendNow(ReadOnlySpan<byte> datagram, SocketAddress destination, ulong correlationId)
+    {
+        try
+        {
+            if (!DatagramSender.TrySend(_socket!, datagram, destination))
+            {
+                Interlocked.Increment(ref Statistics._replyFailures);
+                Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), SocketError.WouldBlock);
+            }
+        }
+        catch (DatagramSendException ex)
+        {
+            Interlocked.Increment(ref Statistics._replyFailures);
+            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), ex.SocketError);
+        }
+    }
+
+    /// <summary>
+    /// Sends a reply, fragmenting it if needed: a non-blocking attempt first, then waiting for room in the client's
+    /// queue for at most <see cref="DatagramBackendOptions.ReplySendTimeout"/>. Never throws; failures are counted.
+    /// </summary>
+    private async ValueTask SendReplyAsync(byte[] frame, SocketAddress destination, ulong correlationId)
+    {
+        try
+        {
+            await DatagramSender.SendMessageAsync(_socket!, frame, destination, _replySendTimeout, _timeProvider, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (DatagramSendException ex) when (ex.Failure == Client.DatagramFailure.BackendOverloaded)
+        {
+            Interlocked.Increment(ref Statistics._replyFailures);
+            Log.ReplyTimedOut(_logger, correlationId, FormatAddress(destination), _replySendTimeout);
+        }
+        catch (DatagramSendException ex)
+        {
+            Interlocked.Increment(ref Statistics._replyFailures);
+            Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), ex.SocketError);
+        }
+    }
+
+    private static BackendRequest Decode(in FrameHeader header, ReadOnlySpan<byte> payload, DateTimeOffset receivedAt, SocketAddress sender)
+    {
+        var view = RequestView.Read(payload);
+        var headers = new KeyValuePair<string, string>[view.Headers.Count];
+        var i = 0;
+        foreach (var field in view.Headers)
+        {
+            headers[i++] = new(Encoding.ASCII.GetString(field.Name), Encoding.UTF8.GetString(field.Value));
+        }
+
+        return new BackendRequest(view.GetMethod(), view.GetTarget(), headers, view.Body.ToArray())
+        {
+            CorrelationId = header.CorrelationId,
+            Attempt = header.Attempt,
+            Deadline = header.BudgetMs > 0 ? receivedAt + TimeSpan.FromMilliseconds(header.BudgetMs) : null,
+            TraceParent = view.TraceParent.IsEmpty ? null : Encoding.ASCII.GetString(view.TraceParent),
+            TraceState = view.TraceState.IsEmpty ? null : Encoding.ASCII.GetString(view.TraceState),
+            SenderAddress = FormatAddress(sender),
+        };
+    }
+
+    /// <summary>A sender's address for people: the path, <c>@name</c> for an abstract name, or <c>(unbound)</c>.</summary>
+    internal static string FormatAddress(SocketAddress address)
+    {
+        var path = address.Buffer.Span[2..address.Size];
+        if (path.IsEmpty)
+        {
+            return "(unbound)";
+        }
+
+        if (path[0] == 0)
+        {
+            return "@" + Encoding.UTF8.GetString(path[1..]);
+        }
+
+        var nul = path.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(nul < 0 ? path : path[..nul]);
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>Runs one handler execution on the thread pool.</summary>
+    private sealed class Execution(DatagramBackendServer server, ReplayCache.Entry entry, BackendRequest request) : IThreadPoolWorkItem
+    {
+        public void Execute() => _ = server.ExecuteAsync(entry, request);
+    }
+}

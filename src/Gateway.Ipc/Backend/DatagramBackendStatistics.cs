@@ -1,0 +1,73 @@
+namespace Gateway.Ipc.Backend;
+
+/// <summary>Counters of a <see cref="DatagramBackendServer"/>; every read is an atomic snapshot of one counter.</summary>
+public sealed class DatagramBackendStatistics
+{
+    internal long _received;
+    internal long _executed;
+    internal long _replayed;
+    internal long _duplicatesInFlight;
+    internal long _droppedMalformed;
+    internal long _droppedOversized;
+    internal long _droppedExpired;
+    internal long _malformedErrorsSent;
+    internal long _overloaded;
+    internal long _pings;
+    internal long _cancels;
+    internal long _replyFailures;
+    internal long _tooLarge;
+    internal long _handlerFailures;
+    internal long _fragmentsReceived;
+    internal long _fragmentsDropped;
+
+    /// <summary>Datagrams received (every datagram, valid or not).</summary>
+    public long Received => Interlocked.Read(ref _received);
+
+    /// <summary>Handler executions started.</summary>
+    public long Executed => Interlocked.Read(ref _executed);
+
+    /// <summary>Retries answered from the replay cache without executing again.</summary>
+    public long Replayed => Interlocked.Read(ref _replayed);
+
+    /// <summary>Retries dropped because the same request (sender, correlation ID) was still executing.</summary>
+    public long DuplicatesInFlight => Interlocked.Read(ref _duplicatesInFlight);
+
+    /// <summary>Datagrams dropped because their header was malformed, or of a kind a backend does not accept.</summary>
+    public long DroppedMalformed => Interlocked.Read(ref _droppedMalformed);
+
+    /// <summary>Datagrams dropped because they filled the receive buffer (possibly truncated).</summary>
+    public long DroppedOversized => Interlocked.Read(ref _droppedOversized);
+
+    /// <summary>Requests dropped unexecuted because their deadline had passed before the handler could start.</summary>
+    public long DroppedExpired => Interlocked.Read(ref _droppedExpired);
+
+    /// <summary>ERROR <c>MALFORMED</c> replies sent for requests with a valid header and a bad payload.</summary>
+    public long MalformedErrorsSent => Interlocked.Read(ref _malformedErrorsSent);
+
+    /// <summary>Requests refused with ERROR <c>OVERLOADED</c> because <see cref="DatagramBackendOptions.MaxConcurrency"/> were executing.</summary>
+    public long Overloaded => Interlocked.Read(ref _overloaded);
+
+    /// <summary>PING messages received.</summary>
+    public long Pings => Interlocked.Read(ref _pings);
+
+    /// <summary>CANCEL messages received.</summary>
+    public long Cancels => Interlocked.Read(ref _cancels);
+
+    /// <summary>Replies that could not be sent (client gone, or its queue stayed full past the send timeout).</summary>
+    public long ReplyFailures => Interlocked.Read(ref _replyFailures);
+
+    /// <summary>Requests or replies refused with ERROR <c>TOO_LARGE</c>.</summary>
+    public long TooLarge => Interlocked.Read(ref _tooLarge);
+
+    /// <summary>Fragment datagrams of requests received.</summary>
+    public long FragmentsReceived => Interlocked.Read(ref _fragmentsReceived);
+
+    /// <summary>
+    /// Fragments dropped by reassembly: out of order, malformed, over the memory limit (partial messages freed by the
+    /// reassembly timeout are counted by the reassembler, not here).
+    /// </summary>
+    public long FragmentsDropped => Interlocked.Read(ref _fragmentsDropped);
+
+    /// <summary>Handler executions that threw (answered with ERROR <c>INTERNAL</c>).</summary>
+    public long HandlerFailures => Interlocked.Read(ref _handlerFailures);
+}

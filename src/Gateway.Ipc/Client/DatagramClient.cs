@@ -1,0 +1,686 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Transport;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Gateway.Ipc.Client;
+
+/// <summary>
+/// Sends requests to one backend over a Unix datagram socket and correlates its replies by correlation ID.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Each client owns one bound reply socket (a unique abstract name by default) and one receive loop. Sending
+/// through its own socket keeps a full backend from delaying the requests of other clients (a pending send
+/// blocks the socket it goes through, see PLATFORM.md); use one client per backend.
+/// </para>
+/// <para>
+/// Hot path: a request that fits one datagram is sent with a non-blocking <c>sendto</c> (no timer, no
+/// allocation); only when the backend's queue is full does the send wait, with <see cref="DatagramClientOptions.SendTimeout"/>
+/// as deadline. Per request the client allocates its pending entry (a <see cref="TaskCompletionSource{TResult}"/>),
+/// the reply timer when a timeout is given, and the reply object; the reply payload lives in a pooled buffer.
+/// </para>
+/// <para>
+/// Replies are accepted only from the exact address the requests go to (byte-wise comparison of the socket
+/// address; the backend must be bound to the same path string as <see cref="BackendPath"/>).
+/// </para>
+/// <para>Thread-safe.</para>
+/// </remarks>
+public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
+{
+    private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    private readonly DatagramClientOptions _options;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly Socket _socket;
+    private readonly SocketAddress _backendAddress;
+    private readonly byte[] _backendAddressBytes;
+    private readonly ConcurrentDictionary<ulong, PendingRequest> _pending = new();
+    private readonly Reassembler _reassembler;
+    private readonly string? _replyPath;
+    private readonly FileIdentity? _replyFile;
+    private readonly Task _receiveLoop;
+    private long _nextCorrelationId;
+    private int _disposed;
+
+    /// <summary>Creates the client: binds its reply socket and starts its receive loop.</summary>
+    /// <param name="options">The options; <see cref="DatagramClientOptions.BackendPath"/> is required.</param>
+    /// <param name="timeProvider">The clock for timeouts (default <see cref="TimeProvider.System"/>).</param>
+    /// <param name="loggerFactory">The logger factory (default: no logging).</param>
+    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    /// <exception cref="SocketException">The reply socket could not be bound (e.g. <see cref="DatagramClientOptions.ReplyPath"/> exists).</exception>
+    public DatagramClient(DatagramClientOptions options, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = new DatagramClientOptions
+        {
+            BackendPath = options.BackendPath,
+            ReplyPath = options.ReplyPath,
+            SendTimeout = options.SendTimeout,
+            MaxMessageBytes = options.MaxMessageBytes,
+            MaxReassemblyBytes = options.MaxReassemblyBytes,
+            ReassemblyTimeout = options.ReassemblyTimeout,
+        };
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<DatagramClient>();
+        BackendPath = _options.BackendPath;
+        _backendAddress = new UnixDomainSocketEndPoint(BackendPath).Serialize();
+        _backendAddressBytes = _backendAddress.Buffer.Span[.._backendAddress.Size].ToArray();
+        _reassembler = new Reassembler(_options.MaxMessageBytes, _options.MaxReassemblyBytes, _options.ReassemblyTimeout, _timeProvider);
+        Statistics = new DatagramClientStatistics(_reassembler.Statistics);
+        _nextCorrelationId = BitConverter.ToInt64(RandomNumberGenerator.GetBytes(8));
+
+        _socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        try
+        {
+            if (_options.ReplyPath is null)
+            {
+                LocalAddress = BindAbstract(_socket);
+            }
+            else
+            {
+                _replyPath = _options.ReplyPath;
+                _socket.Bind(new SocketAddressEndPoint(new UnixDomainSocketEndPoint(_replyPath).Serialize()));
+                _replyFile = FileIdentity.TryGet(_replyPath, out var identity) ? identity : null;
+                LocalAddress = _replyPath;
+            }
+
+            _socket.Blocking = false;
+        }
+        catch
+        {
+            _socket.Dispose();
+            throw;
+        }
+
+        Log.Started(_logger, LocalAddress, BackendPath);
+        _receiveLoop = ReceiveLoopAsync();
+    }
+
+    /// <summary>The backend's socket path.</summary>
+    public string BackendPath { get; }
+
+    /// <summary>The reply socket's address: <c>@name</c> for an abstract name, else the path.</summary>
+    public string LocalAddress { get; }
+
+    /// <summary>The number of entries in the pending table (requests and pings awaiting a reply).</summary>
+    public int PendingCount => _pending.Count;
+
+    /// <summary>The client's counters.</summary>
+    public DatagramClientStatistics Statistics { get; }
+
+    /// <summary>Returns a new correlation ID: a random 64-bit start, incremented atomically, never 0.</summary>
+    /// <returns>The ID.</returns>
+    public ulong NextCorrelationId()
+    {
+        ulong id;
+        do
+        {
+            id = (ulong)Interlocked.Increment(ref _nextCorrelationId);
+        }
+        while (id == 0);
+
+        return id;
+    }
+
+    /// <summary>
+    /// Sends an encoded REQUEST (fragmenting it when it is larger than one datagram) and waits for the RESPONSE
+    /// or ERROR with its correlation ID (any attempt) from <see cref="BackendPath"/>.
+    /// </summary>
+    /// <param name="frame">The whole encoded request (<see cref="FrameWriter.Complete"/>). It is not modified and must not be modified until the task completes.</param>
+    /// <param name="timeout">The reply timeout of this attempt, measured from the call (<see cref="Timeout.InfiniteTimeSpan"/> = none).</param>
+    /// <param name="cancellationToken">The caller's token.</param>
+    /// <returns>The reply; dispose it.</returns>
+    /// <exception cref="DatagramException">The request failed; <see cref="DatagramException.Failure"/> says why.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired.</exception>
+    /// <exception cref="InvalidOperationException">A request with the same correlation ID is pending.</exception>
+    /// <exception cref="ArgumentException"><paramref name="frame"/> is not an encoded REQUEST.</exception>
+    public Task<DatagramReply> SendAsync(ReadOnlyMemory<byte> frame, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        FrameHeader header;
+        try
+        {
+            header = FrameHeader.ReadDatagram(frame.Span);
+        }
+        catch (ProtocolException ex)
+        {
+            throw new ArgumentException($"The frame is not a valid encoded message: {ex.Message}", nameof(frame), ex);
+        }
+
+        if (header.Kind != MessageKind.Request || header.IsFragment)
+        {
+            throw new ArgumentException("The frame must be a whole REQUEST.", nameof(frame));
+        }
+
+        ValidateTimeout(timeout);
+        if (header.PayloadLength > (uint)_options.MaxMessageBytes)
+        {
+            Interlocked.Increment(ref Statistics._sendFailures);
+            return Task.FromException<DatagramReply>(new DatagramException(
+                DatagramFailure.TooLarge, BackendPath, $"The request payload has {header.PayloadLength} bytes; at most {_options.MaxMessageBytes} are allowed."));
+        }
+
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<DatagramReply>(cancellationToken);
+        }
+
+        return SendCoreAsync(frame, header.CorrelationId, isPing: false, timeout, cancellationToken);
+    }
+
+    /// <summary>Sends a best-effort CANCEL for <paramref name="correlationId"/>. Never blocks (dropped when the backend's queue is full) and never throws.</summary>
+    /// <param name="correlationId">The request's correlation ID.</param>
+    public void SendCancel(ulong correlationId)
+    {
+        if (correlationId == 0 || Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        Span<byte> frame = stackalloc byte[ProtocolConstants.HeaderSize];
+        new FrameHeader(MessageKind.Cancel, MessageFlags.None, 0, correlationId, 0, 0).Write(frame);
+        try
+        {
+            if (!DatagramSender.TrySend(_socket, frame, _backendAddress))
+            {
+                Log.CancelNotSent(_logger, correlationId, BackendPath, SocketError.WouldBlock);
+            }
+        }
+        catch (DatagramSendException ex)
+        {
+            Log.CancelNotSent(_logger, correlationId, BackendPath, ex.SocketError);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed concurrently: nothing to cancel any more.
+        }
+    }
+
+    /// <summary>Sends a PING and waits for the PONG.</summary>
+    /// <param name="timeout">How long to wait (<see cref="Timeout.InfiniteTimeSpan"/> = no limit).</param>
+    /// <param name="cancellationToken">The caller's token.</param>
+    /// <returns><see langword="true"/> iff the PONG arrived in time; <see langword="false"/> on timeout, absent or overloaded backend, or a disposed client.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired.</exception>
+    public async Task<bool> PingAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        ValidateTimeout(timeout);
+        cancellationToken.ThrowIfCancellationRequested();
+        var id = NextCorrelationId();
+        var frame = new byte[ProtocolConstants.HeaderSize];
+        new FrameHeader(MessageKind.Ping, MessageFlags.None, 0, id, 0, 0).Write(frame);
+        try
+        {
+            using var pong = await SendCoreAsync(frame, id, isPing: true, timeout, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (DatagramException ex)
+        {
+            Log.PingFailed(_logger, BackendPath, ex.Failure);
+            return false;
+        }
+    }
+
+    /// <summary>Stops the receive loop, fails every pending request with <see cref="DatagramFailure.Closed"/> and unlinks the reply path if it is still ours.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        // Aborts the pending receive and any waiting send.
+        _socket.Dispose();
+        foreach (var entry in _pending)
+        {
+            entry.Value.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
+        }
+
+        if (_replyPath is not null)
+        {
+            if (_replyFile is { } identity && FileIdentity.DeleteIfSame(_replyPath, identity))
+            {
+                Log.ReplyPathRemoved(_logger, _replyPath);
+            }
+            else
+            {
+                Log.ReplyPathKept(_logger, _replyPath);
+            }
+        }
+
+        Log.Stopped(_logger, LocalAddress, BackendPath);
+    }
+
+    /// <summary>Like <see cref="Dispose"/>, then waits for the receive loop to end.</summary>
+    /// <returns>A task that completes when the loop has ended.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        Dispose();
+        await _receiveLoop.ConfigureAwait(false);
+    }
+
+    private static void ValidateTimeout(TimeSpan timeout)
+    {
+        if (timeout != Timeout.InfiniteTimeSpan && (timeout <= TimeSpan.Zero || timeout > MaxTimerDelay))
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "The timeout must be positive (at most ~49 days) or infinite.");
+        }
+    }
+
+    private static string BindAbstract(Socket socket)
+    {
+        // A random 64-bit name; a collision is astronomically unlikely, but retry anyway.
+        for (var attempt = 0; ; attempt++)
+        {
+            var name = "gw-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+            try
+            {
+                socket.Bind(new UnixDomainSocketEndPoint("\0" + name));
+                return "@" + name;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse && attempt < 3)
+            {
+            }
+        }
+    }
+
+    private async Task<DatagramReply> SendCoreAsync(ReadOnlyMemory<byte> frame, ulong correlationId, bool isPing, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var entry = new PendingRequest(this, correlationId, isPing);
+        if (!_pending.TryAdd(correlationId, entry))
+        {
+            throw new InvalidOperationException($"A request with correlation ID {correlationId} is already pending.");
+        }
+
+        try
+        {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                // Dispose ran before the entry was added and did not see it.
+                entry.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
+            }
+            else
+            {
+                entry.Start(timeout, cancellationToken);
+                if (!entry.Task.IsCompleted)
+                {
+                    await SendFrameAsync(frame, entry).ConfigureAwait(false);
+                }
+            }
+
+            return await entry.Task.ConfigureAwait(false);
+        }
+        finally
+        {
+            entry.Release();
+            _pending.TryRemove(new KeyValuePair<ulong, PendingRequest>(correlationId, entry));
+        }
+    }
+
+    private ValueTask SendFrameAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
+    {
+        if (frame.Length <= ProtocolConstants.MaxDatagram)
+        {
+            try
+            {
+                if (DatagramSender.TrySend(_socket, frame.Span, _backendAddress))
+                {
+                    Interlocked.Increment(ref Statistics._requestsSent);
+                    return default;
+                }
+            }
+            catch (DatagramSendException ex)
+            {
+                FailSend(entry, ex);
+                return default;
+            }
+        }
+
+        return SendWaitingAsync(frame, entry);
+    }
+
+    private async ValueTask SendWaitingAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
+    {
+        // The backend's queue is full (or the message is fragmented): wait, but not longer than SendTimeout, and not
+        // after the request has completed (timeout, caller cancellation, dispose), which cancels this CTS too.
+        using var deadline = new CancellationTokenSource(_options.SendTimeout, _timeProvider);
+        if (!entry.SetSendCancellation(deadline))
+        {
+            return;
+        }
+
+        try
+        {
+            await DatagramSender.SendMessageAsync(_socket, frame, _backendAddress, deadline.Token).ConfigureAwait(false);
+            Interlocked.Increment(ref Statistics._requestsSent);
+        }
+        catch (OperationCanceledException ex)
+        {
+            if (!entry.Task.IsCompleted)
+            {
+                FailSend(entry, new DatagramSendException(
+                    DatagramFailure.BackendOverloaded, SocketError.Success, $"The backend's receive queue stayed full for the send timeout of {_options.SendTimeout}.", ex));
+            }
+        }
+        catch (DatagramSendException ex)
+        {
+            FailSend(entry, ex);
+        }
+        finally
+        {
+            entry.ClearSendCancellation();
+        }
+    }
+
+    private void FailSend(PendingRequest entry, DatagramSendException exception)
+    {
+        if (entry.Fail(new DatagramException(exception.Failure, BackendPath, $"Sending to backend '{BackendPath}' failed: {exception.Message}", exception)))
+        {
+            Interlocked.Increment(ref Statistics._sendFailures);
+            Log.SendFailed(_logger, BackendPath, exception.Failure, exception.SocketError);
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        // Let the constructor return before the first receive.
+        await Task.Yield();
+        var buffer = GC.AllocateUninitializedArray<byte>(ProtocolConstants.MaxDatagram + 1, pinned: true);
+        var sender = new SocketAddress(AddressFamily.Unix, UnixAddress.MaxSize);
+        try
+        {
+            while (true)
+            {
+                int received;
+                try
+                {
+                    // A receive shrinks Size to the sender's address length: reset it every time.
+                    sender.Size = UnixAddress.MaxSize;
+                    received = await _socket.ReceiveFromAsync(buffer.AsMemory(), SocketFlags.None, sender).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is ObjectDisposedException or SocketException && Volatile.Read(ref _disposed) != 0)
+                {
+                    break;
+                }
+                catch (SocketException ex)
+                {
+                    Log.ReceiveFailed(_logger, LocalAddress, ex);
+                    continue;
+                }
+
+                try
+                {
+                    OnDatagram(buffer.AsSpan(0, received), sender.Buffer.Span[..sender.Size], received == buffer.Length);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    // Never let one datagram stop the loop: every pending request would then time out.
+                    Interlocked.Increment(ref Statistics._malformedDatagrams);
+                    Log.DatagramHandlingFailed(_logger, BackendPath, ex);
+                }
+            }
+        }
+        finally
+        {
+            _reassembler.Dispose();
+        }
+    }
+
+    private void OnDatagram(ReadOnlySpan<byte> datagram, ReadOnlySpan<byte> sender, bool oversized)
+    {
+        if (_reassembler.PartialCount != 0)
+        {
+            _reassembler.Sweep();
+        }
+
+        if (!UnixAddress.SameAddress(sender, _backendAddressBytes))
+        {
+            Interlocked.Increment(ref Statistics._spoofedReplies);
+            Log.SpoofedDatagram(_logger, UnixAddress.Format(sender), BackendPath);
+            return;
+        }
+
+        if (oversized)
+        {
+            Interlocked.Increment(ref Statistics._oversizedDatagrams);
+            Log.OversizedDatagram(_logger, BackendPath, ProtocolConstants.MaxDatagram);
+            return;
+        }
+
+        FrameHeader header;
+        try
+        {
+            header = FrameHeader.ReadDatagram(datagram);
+        }
+        catch (ProtocolException ex)
+        {
+            OnMalformed(ex.Reason, ex.Message);
+            return;
+        }
+
+        if (header.Kind is not (MessageKind.Response or MessageKind.Error or MessageKind.Pong))
+        {
+            OnMalformed(ProtocolViolation.UnknownKind, $"A client does not accept {header.Kind} messages.");
+            return;
+        }
+
+        if (!header.IsFragment)
+        {
+            Deliver(header, datagram[ProtocolConstants.HeaderSize..], null);
+            return;
+        }
+
+        Interlocked.Increment(ref Statistics._fragmentsReceived);
+        if (FrameHeader.ReadFragmentOffset(datagram) == 0 && !_pending.ContainsKey(header.CorrelationId))
+        {
+            // Do not hold memory for a message nobody waits for.
+            Interlocked.Increment(ref Statistics._lateReplies);
+            Log.LateReply(_logger, header.CorrelationId, header.Kind, BackendPath);
+            return;
+        }
+
+        var result = _reassembler.Add(sender, datagram, out var message);
+        switch (result)
+        {
+            case ReassemblyResult.Incomplete:
+                return;
+            case ReassemblyResult.Completed:
+                Deliver(message!.Header, message.Payload.Span, message);
+                return;
+            case ReassemblyResult.TooLarge:
+                Log.ReplyTooLarge(_logger, header.CorrelationId, header.PayloadLength, _options.MaxMessageBytes);
+                if (_pending.TryGetValue(header.CorrelationId, out var entry))
+                {
+                    entry.Fail(new DatagramException(
+                        DatagramFailure.TooLarge, BackendPath, $"The reply payload has {header.PayloadLength} bytes; at most {_options.MaxMessageBytes} are accepted."));
+                }
+
+                return;
+            default:
+                Log.ReassemblyDropped(_logger, header.CorrelationId, result);
+                return;
+        }
+    }
+
+    private void Deliver(FrameHeader header, ReadOnlySpan<byte> payload, ReassembledMessage? message)
+    {
+        if (!_pending.TryGetValue(header.CorrelationId, out var entry))
+        {
+            message?.Dispose();
+            Interlocked.Increment(ref Statistics._lateReplies);
+            Log.LateReply(_logger, header.CorrelationId, header.Kind, BackendPath);
+            return;
+        }
+
+        if (entry.IsPing != (header.Kind == MessageKind.Pong))
+        {
+            message?.Dispose();
+            OnMalformed(ProtocolViolation.UnknownKind, $"A {header.Kind} does not answer a {(entry.IsPing ? "PING" : "REQUEST")}.");
+            return;
+        }
+
+        DatagramReply reply;
+        if (header.Kind == MessageKind.Pong)
+        {
+            if (!payload.IsEmpty)
+            {
+                OnMalformed(ProtocolViolation.BadLength, "A PONG carries a payload.");
+                return;
+            }
+
+            reply = DatagramReply.Empty(header);
+        }
+        else
+        {
+            try
+            {
+                if (header.Kind == MessageKind.Response)
+                {
+                    _ = ResponseView.Read(payload);
+                }
+                else
+                {
+                    _ = ErrorView.Read(payload);
+                }
+            }
+            catch (ProtocolException ex)
+            {
+                message?.Dispose();
+                OnMalformed(ex.Reason, ex.Message);
+                entry.Fail(new DatagramException(DatagramFailure.MalformedReply, BackendPath, $"The backend '{BackendPath}' sent a malformed {header.Kind}: {ex.Message}", ex));
+                return;
+            }
+
+            reply = message is null ? DatagramReply.Copy(header, payload) : DatagramReply.FromReassembled(message);
+        }
+
+        if (entry.TrySetResult(reply))
+        {
+            Interlocked.Increment(ref Statistics._repliesReceived);
+        }
+        else
+        {
+            reply.Dispose();
+            Interlocked.Increment(ref Statistics._lateReplies);
+            Log.LateReply(_logger, header.CorrelationId, header.Kind, BackendPath);
+        }
+    }
+
+    private void OnMalformed(ProtocolViolation violation, string detail)
+    {
+        Interlocked.Increment(ref Statistics._malformedDatagrams);
+        Log.MalformedDatagram(_logger, BackendPath, violation, detail);
+    }
+
+    /// <summary>A pending request: completed exactly once, by its reply, its timeout, its caller's token, a send failure or dispose.</summary>
+    private sealed class PendingRequest : TaskCompletionSource<DatagramReply>
+    {
+        private static readonly TimerCallback s_onTimeout = static state => ((PendingRequest)state!).OnTimeout();
+        private static readonly Action<object?, CancellationToken> s_onCanceled = static (state, token) => ((PendingRequest)state!).OnCanceled(token);
+
+        private readonly DatagramClient _owner;
+        private ITimer? _timer;
+        private CancellationTokenRegistration _registration;
+        private CancellationTokenSource? _sendCancellation;
+
+        public PendingRequest(DatagramClient owner, ulong correlationId, bool isPing)
+            : base(TaskCreationOptions.RunContinuationsAsynchronously)
+        {
+            _owner = owner;
+            CorrelationId = correlationId;
+            IsPing = isPing;
+        }
+
+        public ulong CorrelationId { get; }
+
+        public bool IsPing { get; }
+
+        public void Start(TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            if (timeout != Timeout.InfiniteTimeSpan)
+            {
+                _timer = _owner._timeProvider.CreateTimer(s_onTimeout, this, timeout, Timeout.InfiniteTimeSpan);
+            }
+
+            if (cancellationToken.CanBeCanceled)
+            {
+                _registration = cancellationToken.UnsafeRegister(s_onCanceled, this);
+            }
+        }
+
+        /// <summary>Completes the request with an exception; returns whether this call completed it.</summary>
+        public bool Fail(Exception exception)
+        {
+            if (!TrySetException(exception))
+            {
+                return false;
+            }
+
+            CancelSend();
+            return true;
+        }
+
+        /// <summary>Publishes the CTS of a waiting send; returns false if the request is already completed (do not send).</summary>
+        public bool SetSendCancellation(CancellationTokenSource cancellation)
+        {
+            Volatile.Write(ref _sendCancellation, cancellation);
+            if (Task.IsCompleted)
+            {
+                ClearSendCancellation();
+                return false;
+            }
+
+            return true;
+        }
+
+        /// <summary>Withdraws the CTS published by <see cref="SetSendCancellation"/> before it is disposed.</summary>
+        public void ClearSendCancellation() => Volatile.Write(ref _sendCancellation, null);
+
+        /// <summary>Stops the timer and the caller-token registration.</summary>
+        public void Release()
+        {
+            _timer?.Dispose();
+            _registration.Dispose();
+        }
+
+        private void CancelSend()
+        {
+            var cancellation = Volatile.Read(ref _sendCancellation);
+            if (cancellation is null)
+            {
+                return;
+            }
+
+            try
+            {
+                cancellation.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The send finished and disposed its CTS meanwhile.
+            }
+        }
+
+        private void OnTimeout()
+        {
+            if (Fail(new DatagramException(DatagramFailure.Timeout, _owner.BackendPath)))
+            {
+                Interlocked.Increment(ref _owner.Statistics._timeouts);
+                Log.RequestTimedOut(_owner._logger, CorrelationId, _owner.BackendPath);
+            }
+        }
+
+        private void OnCanceled(CancellationToken token)
+        {
+            if (TrySetCanceled(token))
+            {
+                CancelSend();
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using Gateway.Ipc.Protocol;
+
+namespace Gateway.Ipc.Client;
+
+/// <summary>Options of a <see cref="DatagramClient"/>.</summary>
+public sealed class DatagramClientOptions
+{
+    /// <summary>The path of the backend's datagram socket. Required.</summary>
+    /// <value>The default value is the empty string (invalid).</value>
+    public string BackendPath { get; set; } = "";
+
+    /// <summary>
+    /// Where the client's reply socket is bound: <see langword="null"/> for a unique Linux abstract name
+    /// (<c>@gw-…</c>, no file), otherwise a filesystem path (put it in a private directory). A path is unlinked
+    /// on dispose only if it is still the socket file this client created (same inode).
+    /// </summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? ReplyPath { get; set; }
+
+    /// <summary>
+    /// The longest time a send waits for room in a full backend queue before the request fails with
+    /// <see cref="DatagramFailure.BackendOverloaded"/> (<see cref="Timeout.InfiniteTimeSpan"/> = no limit).
+    /// </summary>
+    /// <value>The default value is 1 second.</value>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The largest payload sent or accepted, in bytes (both directions).</summary>
+    /// <value>The default value is 16 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>).</value>
+    public int MaxMessageBytes { get; set; } = ProtocolConstants.DefaultMaxMessageBytes;
+
+    /// <summary>The largest total of memory held by partially received fragmented replies, in bytes.</summary>
+    /// <value>The default value is 64 MiB.</value>
+    public long MaxReassemblyBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>The longest time a partially received fragmented reply is kept.</summary>
+    /// <value>The default value is 10 seconds.</value>
+    public TimeSpan ReassemblyTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    internal void Validate()
+    {
+        if (string.IsNullOrEmpty(BackendPath))
+        {
+            throw new ArgumentException("DatagramClientOptions.BackendPath is required.", "options");
+        }
+
+        if (ReplyPath is { Length: 0 })
+        {
+            throw new ArgumentException("DatagramClientOptions.ReplyPath must be null (abstract name) or a path.", "options");
+        }
+
+        if (SendTimeout <= TimeSpan.Zero && SendTimeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException("options", SendTimeout, "DatagramClientOptions.SendTimeout must be positive or infinite.");
+        }
+
+        if (MaxMessageBytes <= 0)
+        {
+            throw new ArgumentOutOfRangeException("options", MaxMessageBytes, "DatagramClientOptions.MaxMessageBytes must be positive.");
+        }
+
+        if (MaxReassemblyBytes <= 0)
+        {
+            throw new ArgumentOutOfRangeException("options", MaxReassemblyBytes, "DatagramClientOptions.MaxReassemblyBytes must be positive.");
+        }
+
+        if (ReassemblyTimeout <= TimeSpan.Zero && ReassemblyTimeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException("options", ReassemblyTimeout, "DatagramClientOptions.ReassemblyTimeout must be positive or infinite.");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Text;
+using Gateway.Ipc.Protocol;
+
+namespace Gateway.Conformance;
+
+/// <summary>One message the backend sent to the kit, reassembled if it was fragmented, decoded and judged.</summary>
+internal sealed class Reply
+{
+    private Reply(FrameHeader header, byte[] raw, byte[] payload, int datagrams, string sender)
+    {
+        Header = header;
+        Raw = raw;
+        Payload = payload;
+        Datagrams = datagrams;
+        Sender = sender;
+    }
+
+    public FrameHeader Header { get; }
+
+    /// <summary>The datagram as received (the first fragment for a fragmented message).</summary>
+    public byte[] Raw { get; }
+
+    public byte[] Payload { get; }
+
+    /// <summary>How many datagrams carried the message.</summary>
+    public int Datagrams { get; }
+
+    /// <summary>The sender's address as the kernel reported it.</summary>
+    public string Sender { get; }
+
+    /// <summary>Why the message breaks the spec, or null when it does not.</summary>
+    public string? Problem { get; private set; }
+
+    public int Status { get; private set; }
+
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; private set; } = [];
+
+    public byte[] Body { get; private set; } = [];
+
+    public IpcErrorCode ErrorCode { get; private set; }
+
+    public string ErrorMessage { get; private set; } = "";
+
+    public MessageKind Kind => Header.Kind;
+
+    public ulong CorrelationId => Header.CorrelationId;
+
+    public ushort Attempt => Header.Attempt;
+
+    public bool IsReplay => (Header.Flags & MessageFlags.Replay) != 0;
+
+    public bool IsResponse(int status) => Problem is null && Kind == MessageKind.Response && Status == status;
+
+    public bool IsError(IpcErrorCode code) => Problem is null && Kind == MessageKind.Error && ErrorCode == code;
+
+    public string BodyText => Encoding.UTF8.GetString(Body);
+
+    public string? GetHeader(string name) =>
+        Headers.FirstOrDefault(h => string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)).Value;
+
+    /// <summary>A datagram the kit could not even read as a header.</summary>
+    public static Reply Invalid(byte[] raw, string sender, string problem) =>
+        new(default, raw, [], 1, sender) { Problem = problem };
+
+    /// <summary>Decodes a whole message and checks the rules a backend's reply must follow (§3, §4).</summary>
+    public static Reply Decode(FrameHeader header, byte[] raw, byte[] payload, int datagrams, string sender)
+    {
+        var reply = new Reply(header, raw, payload, datagrams, sender);
+        try
+        {
+            reply.Problem = reply.DecodePayload();
+        }
+        catch (ProtocolException e)
+        {
+            reply.Problem = $"{header.Kind} payload is malformed: {e.Message}";
+        }
+
+        if (reply.Problem is null && header.BudgetMs != 0)
+        {
+            reply.Problem = $"budget_ms is {header.BudgetMs} in a {header.Kind}; replies carry 0 (§3)";
+        }
+
+        if (reply.Problem is null && raw.Length > 5 && raw[5] != 0)
+        {
+            reply.Problem = "the reserved byte is not 0 (§3)";
+        }
+
+        return reply;
+    }
+
+    public override string ToString()
+    {
+        var flags = IsReplay ? " REPLAY" : "";
+        var what = Problem is not null ? $"invalid ({Problem})" : Kind switch
+        {
+            MessageKind.Response => $"RESPONSE {Status}{flags}, {Body.Length} B body",
+            MessageKind.Error => $"ERROR {ErrorCode}{flags} \"{ErrorMessage}\"",
+            _ => $"{Kind}{flags}",
+        };
+        return $"{what} (id {CorrelationId:x}, attempt {Attempt})";
+    }
+
+    private string? DecodePayload()
+    {
+        switch (Header.Kind)
+        {
+            case MessageKind.Response:
+                var response = ResponseView.Read(Payload);
+                Status = response.Status;
+                var headers = new List<KeyValuePair<string, string>>();
+                foreach (var field in response.Headers)
+                {
+                    headers.Add(new(Encoding.ASCII.GetString(field.Name), Encoding.UTF8.GetString(field.Value)));
+                }
+
+                Headers = headers;
+                Body = response.Body.ToArray();
+                return null;
+            case MessageKind.Error:
+                var error = ErrorView.Read(Payload);
+                ErrorCode = error.Code;
+                ErrorMessage = error.GetMessage();
+                return error.Message.Length > ProtocolConstants.MaxErrorMessageLength ? "the ERROR message is longer than 1,024 bytes (§4.3)" : null;
+            case MessageKind.Pong:
+                return Payload.Length == 0 ? null : "a PONG with a payload (§4.4)";
+            default:
+                return $"a backend sent {Header.Kind}, a kind only clients send (§3)";
+        }
+    }
+}
