@@ -15,16 +15,14 @@ public sealed record BackendLaunch(string Name, string FileName, string[] Argume
     public static IReadOnlyDictionary<string, BackendLaunch> All { get; } = new[]
     {
         new BackendLaunch("python", "python3", ["samples/python/backend.py", "--socket", "{socket}"], [], () => null),
-        new BackendLaunch("csharp-echo", "dotnet", ["run", "--project", "samples/EchoBackend/EchoBackend.csproj", "--", "--socket", "{socket}"], ["at-most-once-counter"], EchoBackendNotReady),
+        new BackendLaunch("csharp-echo", "dotnet", [EchoBackendDll, "--Backend:SocketPath={socket}"], ["at-most-once-counter"], EchoBackendNotReady),
     }.ToDictionary(b => b.Name);
 
-    private static string? EchoBackendNotReady()
-    {
-        var program = Path.Combine(RepositoryRoot.Path, "samples", "EchoBackend", "Program.cs");
-        return !File.Exists(program) || File.ReadAllText(program).Contains("\"stub\"", StringComparison.Ordinal)
-            ? "samples/EchoBackend is still a stub (branch ipc-backend)"
-            : null;
-    }
+    /// <summary>The C# sample, built with this test project (ProjectReference) in the same configuration.</summary>
+    private static string EchoBackendDll => Path.Combine(AppContext.BaseDirectory, "backends", "echo", "EchoBackend.dll");
+
+    private static string? EchoBackendNotReady() =>
+        File.Exists(EchoBackendDll) ? null : $"{EchoBackendDll} was not built";
 }
 
 /// <summary>Theory data naming one backend of <see cref="BackendLaunch.All"/>; skipped while the backend is not ready.</summary>

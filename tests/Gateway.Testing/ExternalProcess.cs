@@ -72,6 +72,25 @@ public sealed class ExternalProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a signal without waiting for the process to exit.</summary>
+    public Task SignalAsyncNoWait(int signal)
+    {
+        if (!_process.HasExited)
+        {
+            _ = Kill(_process.Id, signal);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Waits (bounded) for the exit and returns the exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan? timeout = null)
+    {
+        await _process.WaitForExitAsync().WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
+        _process.WaitForExit(); // flushes the redirected output
+        return _process.ExitCode;
+    }
+
     /// <summary>Sends a signal (e.g. 9 for SIGKILL, 15 for SIGTERM) and waits for the exit.</summary>
     public async Task SignalAsync(int signal)
     {

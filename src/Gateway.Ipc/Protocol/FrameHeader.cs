@@ -129,6 +129,11 @@ public readonly record struct FrameHeader(
             throw new ProtocolException(ProtocolViolation.BadLength, $"The datagram has {datagram.Length} bytes, fewer than the {ProtocolConstants.HeaderSize}-byte header.");
         }
 
+        if (header.Kind is MessageKind.Ping or MessageKind.Pong or MessageKind.Cancel && header.PayloadLength != 0)
+        {
+            ProtocolException.Throw(ProtocolViolation.BadLength, $"A {header.Kind} message has an empty payload, not {header.PayloadLength} bytes.");
+        }
+
         if (!header.IsFragment)
         {
             if (header.PayloadLength != (uint)(datagram.Length - ProtocolConstants.HeaderSize))

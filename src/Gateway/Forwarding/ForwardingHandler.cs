@@ -191,10 +191,10 @@ internal sealed class ForwardingHandler
         var budgetMs = budget == Timeout.InfiniteTimeSpan ? 0u : (uint)Math.Clamp((long)Math.Ceiling(budget.TotalMilliseconds), 1, uint.MaxValue);
         writer.BeginRequest(correlationId, 1, budgetMs, request.Method, target, traceParent, traceState);
 
-        var hasRequestId = false;
         foreach (var header in request.Headers)
         {
-            if (!HeaderRules.ForwardRequestHeader(header.Key))
+            // The request ID travels as the gateway's own x-request-id (the incoming one only if it was adopted).
+            if (!HeaderRules.ForwardRequestHeader(header.Key) || header.Key.Equals("x-request-id", StringComparison.OrdinalIgnoreCase))
             {
                 continue;
             }
@@ -203,15 +203,9 @@ internal sealed class ForwardingHandler
             {
                 writer.AddHeader(header.Key, value);
             }
-
-            hasRequestId |= header.Key.Equals("x-request-id", StringComparison.OrdinalIgnoreCase);
         }
 
-        if (!hasRequestId)
-        {
-            writer.AddHeader("x-request-id", context.TraceIdentifier);
-        }
-
+        writer.AddHeader("x-request-id", context.TraceIdentifier);
         writer.AddHeader("x-forwarded-proto", request.Scheme);
         if (request.Host.HasValue)
         {

@@ -111,7 +111,7 @@ public sealed class DatagramBackendHostingTests : IDisposable
         Assert.Equal(10_000, options.ReplayCacheSize);
         Assert.Equal(TimeSpan.FromSeconds(120), options.ReplayCacheTtl);
         Assert.Equal(64L * 1024 * 1024, options.ReplayCacheMaxBytes);
-        Assert.Equal(16 * 1024 * 1024, options.MaxMessageBytes);
+        Assert.Equal(17 * 1024 * 1024, options.MaxMessageBytes); // a 16 MiB body plus 1 MiB of envelope
         Assert.Equal(64L * 1024 * 1024, options.MaxReassemblyBytes);
         Assert.Equal(TimeSpan.FromSeconds(10), options.ReassemblyTimeout);
         Assert.Equal(TimeSpan.FromSeconds(5), options.DrainTimeout);

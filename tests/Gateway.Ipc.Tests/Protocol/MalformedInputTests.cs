@@ -36,6 +36,17 @@ public class MalformedInputTests
         Assert.Equal(ProtocolViolation.ZeroCorrelationId, Assert.Throws<ProtocolException>(() => FrameHeader.ReadDatagram(bytes)).Reason);
     }
 
+    [Theory]
+    [InlineData(VectorTests.PingHex)]
+    [InlineData(VectorTests.PongHex)]
+    public void ReadDatagram_ControlMessageWithPayload_ThrowsBadLength(string hex)
+    {
+        var bytes = Convert.FromHexString(hex).Concat(new byte[] { 0xAB }).ToArray();
+        bytes[23] = 1; // payload_length 1, and one payload byte
+
+        Assert.Equal(ProtocolViolation.BadLength, Assert.Throws<ProtocolException>(() => FrameHeader.ReadDatagram(bytes)).Reason);
+    }
+
     [Fact]
     public void ReadDatagram_FragmentFlagOnPing_Throws()
     {

@@ -16,8 +16,11 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
     private readonly Action<IServiceCollection>? _services;
     private bool _kestrel;
 
-    public GatewayFactory(TempSocketDirectory directory, IDictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null)
+    private readonly string? _jsonFile;
+
+    public GatewayFactory(TempSocketDirectory directory, IDictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null, string? jsonFile = null)
     {
+        _jsonFile = jsonFile;
         Directory = directory;
         _services = services;
         _settings = new Dictionary<string, string?>
@@ -51,7 +54,14 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Testing");
-        builder.ConfigureAppConfiguration(config => config.AddInMemoryCollection(_settings));
+        builder.ConfigureAppConfiguration(config =>
+        {
+            config.AddInMemoryCollection(_settings);
+            if (_jsonFile is not null)
+            {
+                config.AddJsonFile(_jsonFile, optional: false, reloadOnChange: true);
+            }
+        });
         if (_services is not null)
         {
             builder.ConfigureServices(_services);

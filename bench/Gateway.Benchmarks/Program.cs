@@ -1,0 +1,5 @@
+using BenchmarkDotNet.Running;
+
+// dotnet run -c Release --project bench/Gateway.Benchmarks -- --filter '*'            (full)
+// dotnet run -c Release --project bench/Gateway.Benchmarks -- --filter '*' --job short (quick)
+BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

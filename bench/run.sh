@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The one benchmark command (issue 9). From the repository root:
+#   bench/run.sh            full run: 3 rounds x (1 s warm-up + 4 s measured) per scenario and target, plus the
+#                           10,000-in-flight scale test; writes bench/results/<stamp>-results.md, -plot.svg, -raw.jsonl
+#   bench/run.sh --smoke    CI: 1 round, ~1 s runs, small scale test; checks the harness works end to end,
+#                           asserts nothing about speed; writes into a temp dir (printed)
+# Options: --rounds N  --duration S  --warmup S  --nginx-workers N|auto  --scale-connections N  --scale-delay-ms N
+#          --no-scale  --no-build  --out DIR
+# Targets, run alternately in the same run (order rotates every round):
+#   gateway  the gateway (src/Gateway) forwarding to the C# echo sample (samples/EchoBackend) over datagrams
+#   direct   bench/DirectEcho: the same echo served by Kestrel on a Unix socket (the ceiling, no extra hop)
+#   nginx    nginx (Debian package) on a Unix socket proxying to DirectEcho over a Unix socket, upstream keep-alive
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+SMOKE=0 ROUNDS=3 DURATION=4 WARMUP=1 NGINX_WORKERS=auto SCALE=1 BUILD=1 OUT=""
+SCALE_CONNECTIONS=10000 SCALE_DELAY_MS=3000
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --smoke) SMOKE=1; ROUNDS=1; DURATION=1; WARMUP=0.3; SCALE_CONNECTIONS=500; SCALE_DELAY_MS=300 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
+    --nginx-workers) NGINX_WORKERS=$2; shift ;;
+    --scale-connections) SCALE_CONNECTIONS=$2; shift ;;
+    --scale-delay-ms) SCALE_DELAY_MS=$2; shift ;;
+    --no-scale) SCALE=0 ;;
+    --no-build) BUILD=0 ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+DIR=$(mktemp -d /tmp/gateway-bench.XXXXXX)
+KEEP_DIR=0
+chmod 700 "$DIR"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  # A smoke run without --out keeps its report in $DIR (printed); everything else is removed.
+  if [[ $KEEP_DIR -eq 1 ]]; then rm -rf "$DIR"/*.sock "$DIR/nginx"; else rm -rf "$DIR"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- build (Release)
+if [[ $BUILD -eq 1 ]]; then
+  log "building Release"
+  for proj in bench/LoadGen/LoadGen.csproj bench/DirectEcho/DirectEcho.csproj src/Gateway/Gateway.csproj samples/EchoBackend/EchoBackend.csproj; do
+    dotnet build "$proj" -c Release --nologo -v quiet -clp:ErrorsOnly >&2
+  done
+fi
+LOADGEN=(dotnet bench/LoadGen/bin/Release/net10.0/LoadGen.dll)
+DIRECT_DLL=bench/DirectEcho/bin/Release/net10.0/DirectEcho.dll
+# Overridable to benchmark another build (e.g. a branch checked out elsewhere): GATEWAY_DLL=... ECHO_DLL=... bench/run.sh
+GATEWAY_DLL=${GATEWAY_DLL:-src/Gateway/bin/Release/net10.0/Gateway.dll}
+ECHO_DLL=${ECHO_DLL:-samples/EchoBackend/bin/Release/net10.0/EchoBackend.dll}
+
+if ! command -v nginx >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing nginx (apt-get)"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >&2
+  else
+    echo "nginx is not installed (apt-get install nginx)" >&2; exit 1
+  fi
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
+# ---------------------------------------------------------------- start the systems under test
+# Readiness: a bounded loop of HTTP GETs over the Unix socket (no sleeps as synchronisation beyond this poll).
+LAST_CODE=""
+wait_http() { # socket path seconds
+  local sock=$1 path=$2 deadline=$((SECONDS + $3)) code
+  while ((SECONDS < deadline)); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$sock" "http://localhost$path" 2>/dev/null || true)
+    LAST_CODE=$code
+    [[ $code == 200 ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+log "starting DirectEcho"
+dotnet "$DIRECT_DLL" --socket "$DIR/direct.sock" >"$DIR/direct.log" 2>&1 &
+DIRECT_PID=$!; PIDS+=("$DIRECT_PID")
+wait_http "$DIR/direct.sock" /echo/ready 30 || { cat "$DIR/direct.log" >&2; echo "DirectEcho did not start" >&2; exit 1; }
+
+log "starting nginx (worker_processes $NGINX_WORKERS)"
+mkdir -p "$DIR/nginx"
+USER_LINE="# (not root: nginx runs as the current user)"
+[[ $(id -u) -eq 0 ]] && USER_LINE="user root root; # workers must reach the 0755 Kestrel socket owned by this user"
+sed -e "s|@DIR@|$DIR|g" -e "s|@WORKERS@|$NGINX_WORKERS|g" -e "s|@USER@|$USER_LINE|" bench/nginx/nginx.conf.template >"$DIR/nginx/nginx.conf"
+nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e stderr -g 'daemon off;' >"$DIR/nginx.log" 2>&1 &
+NGINX_PID=$!; PIDS+=("$NGINX_PID")
+wait_http "$DIR/nginx.sock" /echo/ready 10 || { cat "$DIR/nginx.log" >&2; echo "nginx did not start" >&2; exit 1; }
+NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
+
+GATEWAY_OK=0 GATEWAY_REASON=""
+if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
+  log "starting EchoBackend and the gateway"
+  dotnet "$ECHO_DLL" --Backend:SocketPath="$DIR/echo.sock" --Logging:LogLevel:Default=Warning >"$DIR/echo.log" 2>&1 &
+  ECHO_PID=$!; PIDS+=("$ECHO_PID")
+  dotnet "$GATEWAY_DLL" --Gateway:Listen:UnixSocket="$DIR/gw.sock" --Gateway:DemoBackend:Enabled=false \
+    --Gateway:Backends:echo:Instances:0="$DIR/echo.sock" --Gateway:Routes:echo:Path='/echo/{**rest}' \
+    --Gateway:Routes:echo:Backend=echo --Logging:LogLevel:Default=Warning >"$DIR/gateway.log" 2>&1 &
+  GATEWAY_PID=$!; PIDS+=("$GATEWAY_PID")
+  if wait_http "$DIR/gw.sock" /echo/ready 20 && alive "$ECHO_PID"; then
+    GATEWAY_OK=1
+  else
+    GATEWAY_REASON="the gateway did not answer 200 on $DIR/gw.sock /echo/ready within 20 s (last HTTP status: ${LAST_CODE:-none}; gateway $(alive "$GATEWAY_PID" && echo running || echo "exited: $(tail -c 300 "$DIR/gateway.log" | tr '\n' ' ')"); echo backend $(alive "$ECHO_PID" && echo running || echo "exited: $(tail -c 200 "$DIR/echo.log" | tr '\n' ' ')"))"
+    kill -TERM "$GATEWAY_PID" "$ECHO_PID" 2>/dev/null || true
+  fi
+else
+  GATEWAY_REASON="not built ($GATEWAY_DLL or $ECHO_DLL missing)"
+fi
+[[ $GATEWAY_OK -eq 1 ]] || log "target gateway UNAVAILABLE: $GATEWAY_REASON"
+
+declare -A SOCK WATCH
+SOCK[direct]="$DIR/direct.sock"; WATCH[direct]="$DIRECT_PID"
+SOCK[nginx]="$DIR/nginx.sock";   WATCH[nginx]="$NGINX_PID,$NGINX_WORKER_PIDS,$DIRECT_PID"
+TARGETS=(nginx direct)
+if [[ $GATEWAY_OK -eq 1 ]]; then
+  SOCK[gateway]="$DIR/gw.sock"; WATCH[gateway]="$GATEWAY_PID,$ECHO_PID"
+  TARGETS=(gateway nginx direct)
+fi
+
+# ---------------------------------------------------------------- scenarios, alternating targets
+SCENARIOS=(
+  "GET c1|GET|0|1"
+  "GET c32|GET|0|32"
+  "GET c256|GET|0|256"
+  "POST 4KiB c32|POST|4096|32"
+  "POST 64KiB c32|POST|65536|32"
+)
+RAW="$DIR/raw.jsonl"; : >"$RAW"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((round = 1; round <= ROUNDS; round++)); do
+  for spec in "${SCENARIOS[@]}"; do
+    IFS='|' read -r name method body conc <<<"$spec"
+    # Rotate the order each round so no target always runs first (or right after a given other).
+    n=${#TARGETS[@]}
+    for ((k = 0; k < n; k++)); do
+      target=${TARGETS[$(((k + round + ${#name}) % n))]}
+      log "round $round/$ROUNDS  $name  $target"
+      "${LOADGEN[@]}" --socket "${SOCK[$target]}" --path /echo/hello --method "$method" --body-size "$body" \
+        --concurrency "$conc" --warmup "$WARMUP" --duration "$DURATION" --verify all --watch-pid "${WATCH[$target]}" \
+        --label "$target" --scenario "$name" --round "$round" --json >>"$RAW" ||
+        log "load generator failed for $target / $name"
+    done
+  done
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- scale: N requests in flight at once
+: >"$DIR/scale.jsonl"
+if [[ $SCALE -eq 1 ]]; then
+  for target in "${TARGETS[@]}"; do
+    [[ $target == nginx ]] && continue # the scale target is about the gateway; direct Kestrel is the reference
+    log "scale: $SCALE_CONNECTIONS in flight, x-echo-delay-ms $SCALE_DELAY_MS, $target"
+    # RSS is watched for the front process only (the gateway, or DirectEcho).
+    "${LOADGEN[@]}" --socket "${SOCK[$target]}" --path /echo/scale --method POST --body-size 64 --unique-body \
+      --concurrency "$SCALE_CONNECTIONS" --requests-per-connection 1 --header "x-echo-delay-ms: $SCALE_DELAY_MS" \
+      --timeout $((SCALE_DELAY_MS / 1000 + 60)) --verify all --watch-pid "${WATCH[$target]%%,*}" \
+      --label "$target" --scenario scale --json >>"$DIR/scale.jsonl" || log "scale run failed for $target"
+  done
+  [[ $GATEWAY_OK -eq 1 ]] || echo "gateway not measured: $GATEWAY_REASON" >>"$DIR/scale.jsonl"
+fi
+
+# ---------------------------------------------------------------- report
+STAMP=$(date -u +%Y-%m-%d-%H%M)
+if [[ -z $OUT && $SMOKE -eq 1 ]]; then OUT=$DIR; KEEP_DIR=1; fi
+OUT=${OUT:-bench/results}
+mkdir -p "$OUT"
+MD="$OUT/$STAMP-results.md"; SVG="$OUT/$STAMP-plot.svg"
+cp "$RAW" "$OUT/$STAMP-raw.jsonl"
+NOTES=(
+  --note "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, $(uname -r), .NET $(dotnet --list-runtimes | awk '/AspNetCore/{v=$2} END{print v}'), $(nginx -v 2>&1 | sed 's/.*: //')"
+  --note "$([[ $SMOKE -eq 1 ]] && echo 'SMOKE run (numbers meaningless)' || echo 'Full run'): $ROUNDS round(s), warm-up ${WARMUP} s + ${DURATION} s measured per run, targets alternating: ${TARGETS[*]}; nginx worker_processes $NGINX_WORKERS"
+  --note "load average (1/5/15 min) before: $LOAD_START, after: $LOAD_END (other work on the machine skews absolute numbers; ratios from the same run are the result)"
+)
+[[ $GATEWAY_OK -eq 1 ]] || NOTES+=(--note "target gateway UNAVAILABLE: $GATEWAY_REASON")
+[[ $SCALE -eq 1 ]] && NOTES+=(--note "scale test: $SCALE_CONNECTIONS connections x 1 request, x-echo-delay-ms $SCALE_DELAY_MS")
+"${LOADGEN[@]}" report --in "$RAW" --scale "$DIR/scale.jsonl" --md "$MD" --svg "$SVG" \
+  --title "Gateway vs nginx vs direct Kestrel (Unix sockets)" "${NOTES[@]}" >/dev/null
+grep '^{' "$DIR/scale.jsonl" >>"$OUT/$STAMP-raw.jsonl" || true
+cat "$MD"
+log "wrote $MD, $SVG, $OUT/$STAMP-raw.jsonl"

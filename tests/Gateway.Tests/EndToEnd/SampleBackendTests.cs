@@ -1,0 +1,117 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Gateway.Testing;
+using Gateway.Tests.Infrastructure;
+
+namespace Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// Real Kestrel on a Unix socket (WebApplicationFactory + UseKestrel) in front of the sample backends running as
+/// separate processes: what a user gets.
+/// </summary>
+public class SampleBackendTests
+{
+    private static Dictionary<string, string?> Settings(string echoSocket, string kvSocket) => new()
+    {
+        ["Gateway:Backends:echo:Instances:0"] = echoSocket,
+        ["Gateway:Backends:kv:Instances:0"] = kvSocket,
+        ["Gateway:Routes:echo:Path"] = "/echo/{**rest}",
+        ["Gateway:Routes:echo:Backend"] = "echo",
+        ["Gateway:Routes:kv:Path"] = "/kv/{key}",
+        ["Gateway:Routes:kv:Backend"] = "kv",
+        ["Gateway:Routes:kv:Methods:0"] = "GET",
+        ["Gateway:Routes:kv:Methods:1"] = "PUT",
+        ["Gateway:Routes:kv:Methods:2"] = "DELETE",
+        ["Gateway:Routes:counter:Path"] = "/counter/{name}",
+        ["Gateway:Routes:counter:Backend"] = "kv",
+    };
+
+    [Fact]
+    public async Task KeyValueBackend_PutGetDelete_OverTheUnixSocket()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var echo = await SampleBackends.StartEchoAsync(dir.Socket("echo.sock"));
+        await using var kv = await SampleBackends.StartKeyValueAsync(dir.Socket("kv.sock"));
+        await using var factory = new GatewayFactory(dir, Settings(dir.Socket("echo.sock"), dir.Socket("kv.sock"))).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+
+        using var put = await client.PutAsync("/kv/color", new StringContent("blue", new MediaTypeHeaderValue("text/plain")));
+        using var get = await client.GetAsync("/kv/color");
+        using var delete = await client.DeleteAsync("/kv/color");
+        using var gone = await client.GetAsync("/kv/color");
+        using var post = await client.PostAsync("/kv/color", new StringContent("x"));
+
+        Assert.Equal(HttpStatusCode.NoContent, put.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        Assert.Equal("blue", await get.Content.ReadAsStringAsync());
+        Assert.Equal("text/plain", get.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
+    }
+
+    [Fact]
+    public async Task EchoBackend_QueryStringsHeadersAndBinaryBodies_RoundTrip()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var echo = await SampleBackends.StartEchoAsync(dir.Socket("echo.sock"));
+        await using var factory = new GatewayFactory(dir, Settings(dir.Socket("echo.sock"), dir.Socket("kv.sock"))).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+        var binary = new byte[256];
+        for (var i = 0; i < binary.Length; i++)
+        {
+            binary[i] = (byte)i;
+        }
+
+        var get = await client.GetStringAsync("/echo/a%2Fb/c?q=%E2%9C%93&empty=&x=1");
+        using var post = await client.PostAsync("/echo/bin", new ByteArrayContent(binary) { Headers = { ContentType = new MediaTypeHeaderValue("application/x-test") } });
+        using var status = new HttpRequestMessage(HttpMethod.Delete, "/echo/s");
+        status.Headers.Add("x-echo-status", "418");
+        using var teapot = await client.SendAsync(status);
+
+        Assert.Equal("GET /echo/a%2Fb/c?q=%E2%9C%93&empty=&x=1\n", get);
+        Assert.Equal(binary, await post.Content.ReadAsByteArrayAsync());
+        Assert.Equal("application/x-test", post.Content.Headers.ContentType?.MediaType);
+        Assert.Equal((HttpStatusCode)418, teapot.StatusCode);
+    }
+
+    [Theory]
+    [InlineData(212_000)] // just under one datagram
+    [InlineData(5 * 1024 * 1024)] // fragmented both ways
+    [InlineData(16 * 1024 * 1024)] // the default limit exactly
+    public async Task EchoBackend_LargeButAllowedBodies_RoundTripByteExact(int size)
+    {
+        using var dir = new TempSocketDirectory();
+        await using var echo = await SampleBackends.StartEchoAsync(dir.Socket("echo.sock"));
+        await using var factory = new GatewayFactory(dir, Settings(dir.Socket("echo.sock"), dir.Socket("kv.sock"))).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+        var body = new byte[size];
+        new Random(size).NextBytes(body);
+
+        using var response = await client.PostAsync("/echo/large", new ByteArrayContent(body));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(body, await response.Content.ReadAsByteArrayAsync());
+    }
+
+    [Fact]
+    public async Task EchoBackend_500ConcurrentRequests_AllCorrect()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var echo = await SampleBackends.StartEchoAsync(dir.Socket("echo.sock"));
+        await using var factory = new GatewayFactory(dir, Settings(dir.Socket("echo.sock"), dir.Socket("kv.sock"))).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 500).Select(async i =>
+        {
+            using var response = await client.PutAsync($"/echo/{i}", new StringContent($"payload {i}"));
+            return (i, response.StatusCode, Body: await response.Content.ReadAsStringAsync());
+        }));
+
+        Assert.All(results, r =>
+        {
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            Assert.Equal($"payload {r.i}", r.Body);
+        });
+    }
+}

@@ -1,0 +1,40 @@
+using Gateway.Testing;
+
+namespace Gateway.Tests.Infrastructure;
+
+/// <summary>The gateway as a real process (<c>dotnet Gateway.dll</c>), as a user or a container runs it.</summary>
+public static class GatewayProcess
+{
+    public static string Dll => Path.Combine(AppContext.BaseDirectory, "Gateway.dll");
+
+    public static ExternalProcess Start(params string[] arguments) => ExternalProcess.Start("dotnet", [Dll, .. arguments]);
+
+    /// <summary>Starts the gateway and waits until its socket answers /healthz.</summary>
+    public static async Task<ExternalProcess> StartHealthyAsync(string socketPath, params string[] arguments)
+    {
+        var process = Start(["--Gateway:Listen:UnixSocket=" + socketPath, "--Logging:LogLevel:Default=Information", .. arguments]);
+        await process.WaitForFileAsync(socketPath);
+        using var client = UnixHttp.CreateClient(socketPath);
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                using var response = await client.GetAsync("/healthz");
+                if (response.IsSuccessStatusCode)
+                {
+                    return process;
+                }
+            }
+            catch (HttpRequestException) when (attempt < 200 && !process.HasExited)
+            {
+            }
+
+            if (process.HasExited || attempt >= 200)
+            {
+                throw new InvalidOperationException("The gateway did not become healthy:\n" + process.Output);
+            }
+
+            await Task.Delay(25);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using System.Net;
+using Gateway.Ipc.Backend;
+using Gateway.Routing;
+using Gateway.Testing;
+using Gateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Gateway.Tests.Routing;
+
+/// <summary>Routes and backends from a configuration file apply without a restart.</summary>
+public class ReloadTests
+{
+    private static string Config(string route, string backendSocket) => $$"""
+        { "Gateway": {
+            "Backends": { "b": { "Instances": [ "{{backendSocket}}" ] } },
+            "Routes": { "r": { "Path": "{{route}}", "Backend": "b" } } } }
+        """;
+
+    [Fact]
+    public async Task ValidChange_AppliesWithoutRestart_AndTheInFlightRequestCompletes()
+    {
+        using var dir = new TempSocketDirectory();
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var oldBackend = await TestBackend.StartAsync(dir.Socket("old.sock"), async (request, _) =>
+        {
+            entered.TrySetResult();
+            await release.Task;
+            return BackendResponse.Text("old");
+        });
+        await using var newBackend = await TestBackend.StartAsync(dir.Socket("new.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("new")));
+        var file = Path.Combine(dir.Path, "gateway.json");
+        await File.WriteAllTextAsync(file, Config("/v1/{**rest}", oldBackend.SocketPath));
+        await using var factory = new GatewayFactory(dir, jsonFile: file);
+        using var client = factory.CreateClient();
+        var provider = factory.Services.GetRequiredService<RouteTableProvider>();
+
+        var inFlight = client.GetAsync("/v1/x");
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = provider.GetChangeToken().RegisterChangeCallback(_ => changed.TrySetResult(), null);
+        await File.WriteAllTextAsync(file, Config("/v2/{**rest}", newBackend.SocketPath));
+        await changed.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/x")).StatusCode);
+        Assert.Equal("new", await client.GetStringAsync("/v2/x"));
+        release.SetResult();
+        using var old = await inFlight;
+        Assert.Equal("old", await old.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task InvalidChange_IsRejectedWithEveryError_AndThePreviousTableStays()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("still here")));
+        var file = Path.Combine(dir.Path, "gateway.json");
+        await File.WriteAllTextAsync(file, Config("/v1/{**rest}", backend.SocketPath));
+        var logs = new CapturingLoggerProvider();
+        await using var factory = new GatewayFactory(dir, jsonFile: file, services: s => s.AddSingleton<ILoggerProvider>(logs));
+        using var client = factory.CreateClient();
+        var version = factory.Services.GetRequiredService<RouteTableProvider>().Current.Version;
+
+        await File.WriteAllTextAsync(file, """
+            { "Gateway": { "Backends": { "b": { "Instances": [ "relative.sock" ] } },
+                           "Routes": { "r": { "Path": "/v1/{**rest}", "Backend": "missing" } } } }
+            """);
+        var error = await logs.WaitForAsync(1013);
+
+        Assert.Contains("Gateway:Backends:b:Instances:0: 'relative.sock' must be an absolute path", error, StringComparison.Ordinal);
+        Assert.Contains("Gateway:Routes:r:Backend: 'missing' is not a configured backend", error, StringComparison.Ordinal);
+        Assert.Equal(version, factory.Services.GetRequiredService<RouteTableProvider>().Current.Version);
+        Assert.Equal("still here", await client.GetStringAsync("/v1/x"));
+    }
+}
