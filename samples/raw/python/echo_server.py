@@ -27,7 +27,10 @@ class UpperEchoHandler(socketserver.BaseRequestHandler):
         data, sock = self.request
         if not self.client_address:
             return  # unbound sender: there is no address to reply to
-        sock.sendto(data.upper(), self.client_address)
+        try:
+            sock.sendto(data.upper(), self.client_address)
+        except OSError as e:  # the sender went away: keep serving the others
+            print(f"sendto {self.client_address!r}: {e.strerror}", file=sys.stderr, flush=True)
 
 
 class EchoServer(socketserver.UnixDatagramServer):
