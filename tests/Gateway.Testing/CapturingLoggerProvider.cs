@@ -12,7 +12,7 @@ public sealed class CapturingLoggerProvider : ILoggerProvider
     public IReadOnlyCollection<(int EventId, LogLevel Level, string Message)> Entries => _entries;
 
     /// <summary>Completes with the message of the next (or an earlier) entry with this event id.</summary>
-    public Task<string> WaitForAsync(int eventId) => Waiter(eventId).Task.WaitAsync(TimeSpan.FromSeconds(30));
+    public Task<string> WaitForAsync(int eventId) => Waiter(eventId).Task.WaitAsync(TimeSpan.FromSeconds(120));
 
     public ILogger CreateLogger(string categoryName) => new Logger(this);
 

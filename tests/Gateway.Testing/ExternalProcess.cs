@@ -55,7 +55,7 @@ public sealed class ExternalProcess : IAsyncDisposable
     public async Task WaitForFileAsync(string path, TimeSpan? timeout = null)
     {
         var deadline = Stopwatch.StartNew();
-        var limit = timeout ?? TimeSpan.FromSeconds(30);
+        var limit = timeout ?? TimeSpan.FromSeconds(120); // generous: CI may share its two cores with builds
         while (!File.Exists(path) && !Path.Exists(path))
         {
             if (_process.HasExited)

@@ -26,6 +26,6 @@ public static class UnixHttp
                 }
             },
         };
-        return new HttpClient(handler) { BaseAddress = new Uri("http://localhost/"), Timeout = timeout ?? TimeSpan.FromSeconds(30) };
+        return new HttpClient(handler) { BaseAddress = new Uri("http://localhost/"), Timeout = timeout ?? TimeSpan.FromSeconds(120) };
     }
 }

@@ -27,7 +27,7 @@ public class GatewayProcessTests
         using var client = UnixHttp.CreateClient(socket);
 
         var inFlight = client.GetAsync("/slow");
-        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(120));
         await gateway.SignalAsyncNoWait(SigTerm);
 
         // New connections are refused once shutdown has begun (bounded readiness poll, not a timing assertion).
@@ -60,11 +60,11 @@ public class GatewayProcessTests
         using var client = UnixHttp.CreateClient(socket);
 
         var inFlight = client.GetAsync("/stuck");
-        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(120));
         await gateway.SignalAsyncNoWait(SigTerm);
 
         Assert.Equal(0, await gateway.WaitForExitAsync());
-        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(30)); // the backend got CANCEL for the abandoned request
+        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(120)); // the backend got CANCEL for the abandoned request
         await Assert.ThrowsAnyAsync<Exception>(() => inFlight);
     }
 

@@ -15,7 +15,8 @@ public static class GatewayProcess
         var process = Start(["--Gateway:Listen:UnixSocket=" + socketPath, "--Logging:LogLevel:Default=Information", .. arguments]);
         await process.WaitForFileAsync(socketPath);
         using var client = UnixHttp.CreateClient(socketPath);
-        for (var attempt = 0; ; attempt++)
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
         {
             try
             {
@@ -25,16 +26,16 @@ public static class GatewayProcess
                     return process;
                 }
             }
-            catch (HttpRequestException) when (attempt < 200 && !process.HasExited)
+            catch (HttpRequestException) when (!process.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
             {
             }
 
-            if (process.HasExited || attempt >= 200)
+            if (process.HasExited || started.Elapsed >= TimeSpan.FromSeconds(120))
             {
                 throw new InvalidOperationException("The gateway did not become healthy:\n" + process.Output);
             }
 
-            await Task.Delay(25);
+            await Task.Delay(25); // bounded readiness poll
         }
     }
 }

@@ -12,11 +12,13 @@ namespace Gateway.Tests.Raw;
 /// <summary>Unmodified recvfrom/sendto daemons behind the gateway (issue 4).</summary>
 public class RawModeTests
 {
+    // Generous budgets: a single-threaded daemon under a burst on a loaded 2-core CI machine is slow, not wrong.
     private static Dictionary<string, string?> RawRoute(string socketPath, string? contentType = "text/plain", string? timeout = null) => new()
     {
         ["Gateway:Backends:raw:Mode"] = "Raw",
         ["Gateway:Backends:raw:Instances:0"] = socketPath,
-        ["Gateway:Backends:raw:Timeout"] = timeout ?? "00:00:10",
+        ["Gateway:Backends:raw:Timeout"] = timeout ?? "00:01:00",
+        ["Gateway:Backends:raw:SendTimeout"] = "00:00:30",
         ["Gateway:Routes:upper:Path"] = "/upper",
         ["Gateway:Routes:upper:Methods:0"] = "POST",
         ["Gateway:Routes:upper:Backend"] = "raw",

@@ -37,11 +37,11 @@ public class ReloadTests
         var provider = factory.Services.GetRequiredService<RouteTableProvider>();
 
         var inFlight = client.GetAsync("/v1/x");
-        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(120));
         var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var registration = provider.GetChangeToken().RegisterChangeCallback(_ => changed.TrySetResult(), null);
         await File.WriteAllTextAsync(file, Config("/v2/{**rest}", newBackend.SocketPath));
-        await changed.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await changed.Task.WaitAsync(TimeSpan.FromSeconds(120));
 
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/x")).StatusCode);
         Assert.Equal("new", await client.GetStringAsync("/v2/x"));
