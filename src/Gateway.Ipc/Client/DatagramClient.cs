@@ -252,6 +252,9 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         foreach (var entry in _pending)
         {
             entry.Value.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
+
+            // Its SendAsync removes it too, but only once a queued send has let go of the frame: PendingCount is 0 now.
+            _pending.TryRemove(entry);
         }
 
         if (_replyPath is not null)
