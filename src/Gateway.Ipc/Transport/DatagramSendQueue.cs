@@ -37,7 +37,9 @@ internal enum SendWaitMode
 /// Overload means <b>no progress</b>: when the destination accepts no datagram for the send timeout (measured from the
 /// last accepted datagram, or from the moment the idle queue got its first message), the message being sent and every
 /// queued message fail with <see cref="DatagramFailure.BackendOverloaded"/>. A destination that is slow but keeps
-/// reading is never overloaded, however long the queue takes to drain. The queue is bounded in messages and bytes
+/// reading is never overloaded, however long the queue takes to drain. Before it is judged, the destination gets a few
+/// last retries over ~60 ms of real time, so that a process that was not scheduled for a while does not take its own
+/// pause for the destination's (see GraceRetriesAsync). The queue is bounded in messages and bytes
 /// (the message being sent included); beyond either bound a message fails at once with
 /// <see cref="DatagramFailure.BackendOverloaded"/>, except that an empty queue always accepts one message.
 /// </para>
@@ -53,6 +55,9 @@ internal sealed class DatagramSendQueue : IDisposable
 {
     private static readonly TimeSpan MinPollDelay = TimeSpan.FromMilliseconds(1);
     private static readonly TimeSpan MaxPollDelay = TimeSpan.FromMilliseconds(16);
+
+    /// <summary>Retries after the no-progress deadline, over ~60 ms of real time (1+2+4+8+16+16+16 ms), see GraceRetriesAsync.</summary>
+    private const int GraceRetries = 7;
 
     private readonly Socket _socket;
     private readonly SocketAddress _destination;
@@ -313,9 +318,22 @@ internal sealed class DatagramSendQueue : IDisposable
         while (!DatagramSender.TrySend(_socket, datagram.Span, _destination))
         {
             var remaining = RemainingUntilOverloaded();
+            if (remaining <= TimeSpan.Zero && remaining != Timeout.InfiniteTimeSpan)
+            {
+                if (await GraceRetriesAsync(datagram).ConfigureAwait(false))
+                {
+                    break;
+                }
+
+                throw new DatagramSendException(
+                    DatagramFailure.BackendOverloaded,
+                    SocketError.Success,
+                    $"The destination accepted no datagram for the send timeout of {_sendTimeout}.");
+            }
+
             if (_waitMode == SendWaitMode.Poll)
             {
-                await Task.Delay(remaining != Timeout.InfiniteTimeSpan && remaining < delay ? remaining : delay, _timeProvider).ConfigureAwait(false);
+                await Task.Delay(remaining == Timeout.InfiniteTimeSpan || remaining >= delay ? delay : remaining, _timeProvider).ConfigureAwait(false);
                 delay = delay * 2 > MaxPollDelay ? MaxPollDelay : delay * 2;
                 continue;
             }
@@ -346,7 +364,31 @@ internal sealed class DatagramSendQueue : IDisposable
         }
     }
 
-    /// <summary>The time left before the queue counts as overloaded; throws when none is left.</summary>
+    /// <summary>
+    /// The last chance before "overloaded": a few non-blocking retries over ~60 ms of <b>real</b> time. When this
+    /// process was not scheduled for a while (a loaded machine, a GC pause), the deadline passes for the sender and
+    /// the destination alike (an in-process backend could not read either); these retries let the destination catch
+    /// up before it is judged. Deliberately on <see cref="TimeProvider.System"/>: this is about the OS scheduler, not
+    /// a timeout of the protocol, and a fake clock would never let it finish.
+    /// </summary>
+    private async ValueTask<bool> GraceRetriesAsync(ReadOnlyMemory<byte> datagram)
+    {
+        var delay = MinPollDelay;
+        for (var i = 0; i < GraceRetries; i++)
+        {
+            await Task.Delay(delay, TimeProvider.System).ConfigureAwait(false);
+            if (DatagramSender.TrySend(_socket, datagram.Span, _destination))
+            {
+                return true;
+            }
+
+            delay = delay * 2 > MaxPollDelay ? MaxPollDelay : delay * 2;
+        }
+
+        return false;
+    }
+
+    /// <summary>The time left before the queue counts as overloaded (zero or less: none; infinite: no limit).</summary>
     private TimeSpan RemainingUntilOverloaded()
     {
         if (_sendTimeout == Timeout.InfiniteTimeSpan)
@@ -361,15 +403,7 @@ internal sealed class DatagramSendQueue : IDisposable
         }
 
         var remaining = _sendTimeout - _timeProvider.GetElapsedTime(lastProgress);
-        if (remaining <= TimeSpan.Zero)
-        {
-            throw new DatagramSendException(
-                DatagramFailure.BackendOverloaded,
-                SocketError.Success,
-                $"The destination accepted no datagram for the send timeout of {_sendTimeout}.");
-        }
-
-        return remaining;
+        return remaining <= TimeSpan.Zero ? TimeSpan.Zero : remaining;
     }
 
     private sealed class Item(DatagramSendQueue owner, ReadOnlyMemory<byte> frame) : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
