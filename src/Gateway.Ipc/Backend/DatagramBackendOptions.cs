@@ -78,9 +78,9 @@ public sealed class DatagramBackendOptions
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// How long sending one reply may wait on a client whose receive queue is full; the reply is then dropped and
-    /// counted in <see cref="DatagramBackendStatistics.ReplyFailures"/>. Replies sent from the receive loop (PONG,
-    /// ERROR) never wait.
+    /// How long a client with replies queued for it may accept no datagram at all (no progress) before its queued replies
+    /// are dropped and counted in <see cref="DatagramBackendStatistics.ReplyFailures"/>. A client that keeps reading,
+    /// however slowly, gets every reply. Replies sent from the receive loop (PONG, ERROR) never wait.
     /// </summary>
     /// <value>The default value is 1 second.</value>
     [TimeSpanRange("00:00:00.001", "00:10:00")]

@@ -29,10 +29,14 @@ namespace Gateway.Ipc.Backend;
 /// at the deadline and the reply becomes ERROR <c>DEADLINE_EXCEEDED</c> if the handler gives up.
 /// </para>
 /// <para>
-/// Replies: sent with <c>sendto</c> to the request's sender. A reply first tries a non-blocking send; if the
-/// client's receive queue is full, a handler's reply waits up to <see cref="DatagramBackendOptions.ReplySendTimeout"/>
-/// and is then dropped and counted; replies sent by the loop itself (PONG, ERROR) never wait, so a client that does
-/// not read cannot stall the loop.
+/// Replies: sent with <c>sendto</c> to the request's sender. A handler's reply first tries a non-blocking send; if
+/// the client's receive queue is full (or replies to that client are already queued), it joins a FIFO queue of that
+/// client alone, drained by non-blocking retries, so a client that stopped reading never delays replies to other
+/// clients. A client's queued replies are dropped and counted only when it accepts no datagram for
+/// <see cref="DatagramBackendOptions.ReplySendTimeout"/> (no progress); a client that reads slowly gets them all. The
+/// queue holds at most <see cref="DatagramBackendOptions.MaxConcurrency"/> + 64 replies per client. Replies sent by the
+/// loop itself (PONG, ERROR, small replayed replies) never wait and never queue: dropped and counted when the client's
+/// queue is full, so a client that does not read cannot stall the loop.
 /// </para>
 /// <para>
 /// Shutdown (<see cref="StopAsync"/>): stop receiving, let executing handlers finish for up to
@@ -45,6 +49,9 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private const int StateNew = 0;
     private const int StateRunning = 1;
     private const int StateStopping = 2;
+
+    /// <summary>Per client, how many replies beyond <see cref="DatagramBackendOptions.MaxConcurrency"/> may be queued (replayed fragmented replies).</summary>
+    private const int ReplayQueueAllowance = 64;
 
     private static readonly int MaxAddressSize = SocketAddress.GetMaximumAddressSize(AddressFamily.Unix);
 
@@ -69,6 +76,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private ITimer? _maintenance;
     private UnixSocketFile? _socketFile;
     private Socket? _socket;
+    private PerDestinationSendQueues? _replyQueues;
     private Task _receiveLoop = Task.CompletedTask;
     private Task? _stopTask;
     private int _state;
@@ -149,6 +157,10 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
         // Synchronous sends become non-blocking attempts (see TrySendNow); asynchronous operations are unaffected.
         _socket.Blocking = false;
+
+        // Replies to a client whose queue is full wait in that client's own queue (bounded: handler replies by
+        // MaxConcurrency, plus room for replayed fragmented replies), never in front of other clients' replies.
+        _replyQueues = new PerDestinationSendQueues(_socket, _replySendTimeout, _maxConcurrency + ReplayQueueAllowance, long.MaxValue, _timeProvider);
         _receiveLoop = Task.Run(ReceiveLoopAsync, CancellationToken.None);
 
         // Without traffic nothing else would free expired replies and abandoned partial messages.
@@ -224,6 +236,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
         _maintenance?.Dispose();
         _socketFile?.Dispose();
+        _replyQueues?.Dispose();
         Log.Stopped(_logger, SocketPath);
     }
 
@@ -626,14 +639,21 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// Sends a reply, fragmenting it if needed: a non-blocking attempt first, then waiting for room in the client's
-    /// queue for at most <see cref="DatagramBackendOptions.ReplySendTimeout"/>. Never throws; failures are counted.
+    /// Sends a handler's reply, fragmenting it if needed: a non-blocking attempt first (when nothing is queued for this
+    /// client), otherwise through the client's own send queue, which fails it only when the client accepts no datagram
+    /// for <see cref="DatagramBackendOptions.ReplySendTimeout"/>. Never throws; failures are counted.
     /// </summary>
     private async ValueTask SendReplyAsync(byte[] frame, SocketAddress destination, ulong correlationId)
     {
+        var queues = _replyQueues!;
         try
         {
-            await DatagramSender.SendMessageAsync(_socket!, frame, destination, _replySendTimeout, _timeProvider, CancellationToken.None).ConfigureAwait(false);
+            if (queues.TrySendNow(frame, destination))
+            {
+                return;
+            }
+
+            await queues.EnqueueAsync(frame, destination, CancellationToken.None).ConfigureAwait(false);
         }
         catch (DatagramSendException ex) when (ex.Failure == Client.DatagramFailure.BackendOverloaded)
         {

@@ -19,9 +19,16 @@ namespace Gateway.Ipc.Client;
 /// blocks the socket it goes through, see PLATFORM.md); use one client per backend.
 /// </para>
 /// <para>
-/// Hot path: a request that fits one datagram is sent with a non-blocking <c>sendto</c> (no timer, no
-/// allocation); only when the backend's queue is full does the send wait, with <see cref="DatagramClientOptions.SendTimeout"/>
-/// as deadline. Per request the client allocates its pending entry (a <see cref="TaskCompletionSource{TResult}"/>),
+/// Hot path: when no request is queued, a request that fits one datagram is sent with a non-blocking <c>sendto</c>
+/// (no timer, no allocation). Otherwise (the backend's queue is full, requests are already queued, or the request is
+/// fragmented) it joins the client's FIFO send queue, drained by one send loop in order, each fragmented request kept
+/// contiguous. The backend is <see cref="DatagramFailure.BackendOverloaded"/> only when it makes <b>no progress</b>: it
+/// accepts no datagram for <see cref="DatagramClientOptions.SendTimeout"/>; then every queued request fails. A slow
+/// backend that keeps reading is not overloaded. The queue is bounded by <see cref="DatagramClientOptions.MaxSendQueueLength"/>
+/// and <see cref="DatagramClientOptions.MaxSendQueueBytes"/>; beyond them a request fails at once with
+/// <see cref="DatagramFailure.BackendOverloaded"/>. A queued request whose caller cancels, or whose reply timeout fires,
+/// leaves the queue and is never sent; once its sending has started it is sent whole (a fragmented request is never cut
+/// short), and <see cref="SendAsync"/> returns only after the socket no longer reads the caller's frame. Per request the client allocates its pending entry (a <see cref="TaskCompletionSource{TResult}"/>),
 /// the reply timer when a timeout is given, and the reply object; the reply payload lives in a pooled buffer.
 /// </para>
 /// <para>
@@ -45,6 +52,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     private readonly string? _replyPath;
     private readonly FileIdentity? _replyFile;
     private readonly Task _receiveLoop;
+    private readonly DatagramSendQueue _sendQueue;
     private long _nextCorrelationId;
     private int _disposed;
 
@@ -63,6 +71,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             BackendPath = options.BackendPath,
             ReplyPath = options.ReplyPath,
             SendTimeout = options.SendTimeout,
+            MaxSendQueueLength = options.MaxSendQueueLength,
+            MaxSendQueueBytes = options.MaxSendQueueBytes,
             MaxMessageBytes = options.MaxMessageBytes,
             MaxReassemblyBytes = options.MaxReassemblyBytes,
             ReassemblyTimeout = options.ReassemblyTimeout,
@@ -99,6 +109,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             throw;
         }
 
+        _sendQueue = new DatagramSendQueue(
+            _socket, _backendAddress, _options.SendTimeout, _options.MaxSendQueueLength, _options.MaxSendQueueBytes, SendWaitMode.AsyncSend, _timeProvider);
         Log.Started(_logger, LocalAddress, BackendPath);
         _receiveLoop = ReceiveLoopAsync();
     }
@@ -234,11 +246,15 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return;
         }
 
-        // Aborts the pending receive and any waiting send.
+        // Aborts the pending receive and any waiting send; then fails whatever is still queued.
         _socket.Dispose();
+        _sendQueue.Dispose();
         foreach (var entry in _pending)
         {
             entry.Value.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
+
+            // Its SendAsync removes it too, but only once a queued send has let go of the frame: PendingCount is 0 now.
+            _pending.TryRemove(entry);
         }
 
         if (_replyPath is not null)
@@ -324,48 +340,42 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 
     private ValueTask SendFrameAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
     {
-        if (frame.Length <= ProtocolConstants.MaxDatagram)
+        try
         {
-            try
+            if (_sendQueue.TrySendNow(frame.Span))
             {
-                if (DatagramSender.TrySend(_socket, frame.Span, _backendAddress))
-                {
-                    Interlocked.Increment(ref Statistics._requestsSent);
-                    return default;
-                }
-            }
-            catch (DatagramSendException ex)
-            {
-                FailSend(entry, ex);
+                Interlocked.Increment(ref Statistics._requestsSent);
                 return default;
             }
         }
+        catch (DatagramSendException ex)
+        {
+            FailSend(entry, ex);
+            return default;
+        }
 
-        return SendWaitingAsync(frame, entry);
+        return SendQueuedAsync(frame, entry);
     }
 
-    private async ValueTask SendWaitingAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
+    private async ValueTask SendQueuedAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
     {
-        // The backend's queue is full (or the message is fragmented): wait, but not longer than SendTimeout, and not
-        // after the request has completed (timeout, caller cancellation, dispose), which cancels this CTS too.
-        using var deadline = new CancellationTokenSource(_options.SendTimeout, _timeProvider);
-        if (!entry.SetSendCancellation(deadline))
+        // The backend's queue is full, other requests are queued, or the message is fragmented: queue it. The CTS fires
+        // when the request completes (timeout, caller cancellation, dispose) and removes it if it is still queued; the
+        // queue returns only once it no longer uses the frame.
+        using var abandon = new CancellationTokenSource();
+        if (!entry.SetSendCancellation(abandon))
         {
             return;
         }
 
         try
         {
-            await DatagramSender.SendMessageAsync(_socket, frame, _backendAddress, deadline.Token).ConfigureAwait(false);
+            await _sendQueue.EnqueueAsync(frame, abandon.Token).ConfigureAwait(false);
             Interlocked.Increment(ref Statistics._requestsSent);
         }
-        catch (OperationCanceledException ex)
+        catch (OperationCanceledException)
         {
-            if (!entry.Task.IsCompleted)
-            {
-                FailSend(entry, new DatagramSendException(
-                    DatagramFailure.BackendOverloaded, SocketError.Success, $"The backend's receive queue stayed full for the send timeout of {_options.SendTimeout}.", ex));
-            }
+            // The request completed while it was queued: it was never sent.
         }
         catch (DatagramSendException ex)
         {

@@ -18,11 +18,27 @@ public sealed class DatagramClientOptions
     public string? ReplyPath { get; set; }
 
     /// <summary>
-    /// The longest time a send waits for room in a full backend queue before the request fails with
-    /// <see cref="DatagramFailure.BackendOverloaded"/> (<see cref="Timeout.InfiniteTimeSpan"/> = no limit).
+    /// How long the backend may accept no datagram at all (no progress) while requests wait in the client's send
+    /// queue; then every queued request fails with <see cref="DatagramFailure.BackendOverloaded"/>
+    /// (<see cref="Timeout.InfiniteTimeSpan"/> = no limit). A backend that keeps reading, however slowly, is not
+    /// overloaded: each accepted datagram restarts this period.
     /// </summary>
     /// <value>The default value is 1 second.</value>
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The most requests that may wait in the client's send queue (the one being sent included); a request beyond it
+    /// fails at once with <see cref="DatagramFailure.BackendOverloaded"/>. Bounds the memory held for a dead backend.
+    /// </summary>
+    /// <value>The default value is 10,000.</value>
+    public int MaxSendQueueLength { get; set; } = 10_000;
+
+    /// <summary>
+    /// The most bytes of encoded requests that may wait in the client's send queue; a request beyond it fails at once
+    /// with <see cref="DatagramFailure.BackendOverloaded"/>. An empty queue always accepts one request of any size.
+    /// </summary>
+    /// <value>The default value is 64 MiB.</value>
+    public long MaxSendQueueBytes { get; set; } = 64L * 1024 * 1024;
 
     /// <summary>The largest payload sent or accepted, in bytes (both directions).</summary>
     /// <value>The default value is 16 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>).</value>
@@ -51,6 +67,16 @@ public sealed class DatagramClientOptions
         if (SendTimeout <= TimeSpan.Zero && SendTimeout != Timeout.InfiniteTimeSpan)
         {
             throw new ArgumentOutOfRangeException("options", SendTimeout, "DatagramClientOptions.SendTimeout must be positive or infinite.");
+        }
+
+        if (MaxSendQueueLength <= 0)
+        {
+            throw new ArgumentOutOfRangeException("options", MaxSendQueueLength, "DatagramClientOptions.MaxSendQueueLength must be positive.");
+        }
+
+        if (MaxSendQueueBytes <= 0)
+        {
+            throw new ArgumentOutOfRangeException("options", MaxSendQueueBytes, "DatagramClientOptions.MaxSendQueueBytes must be positive.");
         }
 
         if (MaxMessageBytes <= 0)
