@@ -74,7 +74,7 @@ public class HttpSamplesTests
 
         var text = await output + await error;
         Assert.True(process.ExitCode == 0, text);
-        Assert.Equal(AllSamples().Count(), Regex.Matches(text, "^ok ", RegexOptions.Multiline).Count);
+        Assert.Equal(AllSamples().Count(), Regex.Count(text, "^ok ", RegexOptions.Multiline));
     }
 
     [Fact]
