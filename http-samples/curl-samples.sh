@@ -10,13 +10,14 @@ failures=0
 # check EXPECTED_STATUS CURL_ARGS... : runs curl over the socket, prints the status and the body's first line.
 check() {
   local expected=$1; shift
-  local out status
+  local out status shown
+  shown=$(printf ' %q' "$@")  # copy-pasteable
   out=$(mktemp)
   status=$(curl -sS --unix-socket "$socket" -o "$out" -w '%{http_code}' "$@") || status="curl-error"
   if [ "$status" = "$expected" ]; then
-    printf 'ok   %s  curl --unix-socket %s %s\n' "$status" "$socket" "$*"
+    printf 'ok   %s  curl --unix-socket %q%s\n' "$status" "$socket" "$shown"
   else
-    printf 'FAIL expected %s, got %s  curl --unix-socket %s %s\n' "$expected" "$status" "$socket" "$*"
+    printf 'FAIL expected %s, got %s  curl --unix-socket %q%s\n' "$expected" "$status" "$socket" "$shown"
     head -c 400 "$out"; echo
     failures=$((failures + 1))
   fi
