@@ -47,6 +47,7 @@ internal static class GatewayServiceCollectionExtensions
 
         services.AddProblemDetails();
         services.AddGatewayHealthChecks();
+        services.AddGatewayOpenApi();
         return builder;
     }
 
@@ -57,6 +58,7 @@ internal static class GatewayServiceCollectionExtensions
 
         app.UseStatusCodePages(StatusCodeProblems.WriteAsync);
         app.MapGatewayHealthChecks();
+        app.MapGatewayOpenApi();
         ((IEndpointRouteBuilder)app).DataSources.Add(app.Services.GetRequiredService<GatewayEndpointDataSource>());
         return app;
     }
