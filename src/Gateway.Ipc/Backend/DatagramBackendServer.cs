@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Transport;
 using Microsoft.Extensions.Logging;
@@ -462,6 +463,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             }
 
             Interlocked.Increment(ref Statistics._executed);
+            using var activity = IpcDiagnostics.StartServerActivity(request, SocketPath);
             var token = entry.Cancellation.Token;
             var cacheable = true;
             BackendResponse response;
@@ -490,9 +492,11 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             {
                 Interlocked.Increment(ref Statistics._handlerFailures);
                 Log.HandlerFailed(_logger, ex, request.CorrelationId, request.Method, request.Target);
+                IpcDiagnostics.RecordException(activity, ex);
                 response = BackendResponse.Error(IpcErrorCode.Internal, "The backend's handler failed.");
             }
 
+            IpcDiagnostics.SetServerResponse(activity, response);
             var reply = Encode(request, response);
             if (cacheable)
             {
