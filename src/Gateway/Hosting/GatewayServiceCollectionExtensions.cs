@@ -47,6 +47,7 @@ internal static class GatewayServiceCollectionExtensions
 
         services.AddProblemDetails();
         services.AddGatewayHealthChecks();
+        services.AddGatewayTelemetry(builder.Configuration);
         return builder;
     }
 
