@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Transport;
 using Microsoft.Extensions.Logging;
@@ -481,6 +482,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             }
 
             Interlocked.Increment(ref Statistics._executed);
+            using var activity = IpcDiagnostics.StartServerActivity(request, SocketPath);
             var token = entry.Cancellation.Token;
             var cacheable = true;
             BackendResponse response;
@@ -509,9 +511,11 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             {
                 Interlocked.Increment(ref Statistics._handlerFailures);
                 Log.HandlerFailed(_logger, ex, request.CorrelationId, request.Method, request.Target);
+                IpcDiagnostics.RecordException(activity, ex);
                 response = BackendResponse.Error(IpcErrorCode.Internal, "The backend's handler failed.");
             }
 
+            IpcDiagnostics.SetServerResponse(activity, response);
             var reply = Encode(request, response);
             if (cacheable)
             {

@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using System.Text;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Raw;
 using Gateway.Routing;
@@ -86,11 +87,12 @@ internal sealed class ForwardingHandler
                 }
             }
 
-            var frame = writer.Complete();
+            writer.Complete();
             DatagramReply reply;
             try
             {
-                reply = await client.SendAsync(frame, budget, context.RequestAborted).ConfigureAwait(false);
+                // One client span per attempt; the frame's traceparent becomes that span's context (IpcDiagnostics).
+                reply = await client.SendTracedAsync(writer, budget, _timeProvider, context.RequestAborted).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {

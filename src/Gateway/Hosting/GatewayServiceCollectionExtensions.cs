@@ -48,6 +48,7 @@ internal static class GatewayServiceCollectionExtensions
         services.AddProblemDetails();
         services.AddGatewayHealthChecks();
         services.AddGatewayOpenApi();
+        services.AddGatewayTelemetry(builder.Configuration);
         return builder;
     }
 

@@ -54,6 +54,16 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Testing");
+        // Telemetry is registered from the configuration that Program.cs sees while it adds services; host settings
+        // reach it then, the app configuration below only when the host is built.
+        foreach (var (key, value) in _settings)
+        {
+            if (key.StartsWith("OTEL_", StringComparison.Ordinal) || key.StartsWith("Gateway:Telemetry:", StringComparison.Ordinal))
+            {
+                builder.UseSetting(key, value);
+            }
+        }
+
         builder.ConfigureAppConfiguration(config =>
         {
             config.AddInMemoryCollection(_settings);

@@ -1,0 +1,358 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Reflection;
+using Gateway.Ipc.Backend;
+using Gateway.Ipc.Client;
+using Gateway.Ipc.Protocol;
+
+namespace Gateway.Ipc.Diagnostics;
+
+/// <summary>
+/// The traces and metrics of Gateway.Ipc: one <see cref="ActivitySource"/> and one <see cref="Meter"/>, both named
+/// <see cref="ActivitySourceName"/>, plus the helpers that start and finish the client attempt span and the backend
+/// server span and carry the W3C trace context in the REQUEST's <c>traceparent</c>/<c>tracestate</c> fields.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Only <c>System.Diagnostics</c> is used (no OpenTelemetry dependency): an application subscribes with
+/// <c>AddSource(IpcDiagnostics.ActivitySourceName)</c> and <c>AddMeter(IpcDiagnostics.MeterName)</c>. When nothing
+/// listens, starting a span returns <see langword="null"/> and costs a check.
+/// </para>
+/// <para>
+/// Attributes follow the OpenTelemetry semantic conventions where one exists (<c>network.transport</c> =
+/// <c>unix</c>, <c>server.address</c>/<c>network.peer.address</c> = the backend's socket path,
+/// <c>error.type</c>, <c>http.request.method</c>, <c>http.response.status_code</c>); the project's own are under
+/// <c>gateway.ipc.</c> (<see cref="CorrelationIdTag"/>, <see cref="AttemptTag"/>, <see cref="OutcomeTag"/>).
+/// </para>
+/// </remarks>
+public static class IpcDiagnostics
+{
+    /// <summary>The name of the <see cref="ActivitySource"/> of Gateway.Ipc.</summary>
+    public const string ActivitySourceName = "Gateway.Ipc";
+
+    /// <summary>The name of the <see cref="Meter"/> of Gateway.Ipc.</summary>
+    public const string MeterName = "Gateway.Ipc";
+
+    /// <summary>The operation name of the client span of one datagram attempt (kind <see cref="ActivityKind.Client"/>).</summary>
+    public const string ClientActivityName = "gateway.ipc.request";
+
+    /// <summary>The operation name of the backend's span around the handler (kind <see cref="ActivityKind.Server"/>).</summary>
+    public const string ServerActivityName = "gateway.ipc.handle";
+
+    /// <summary>Attribute: the request's correlation ID, 16 lower-case hex digits (as in the gateway's logs and <c>x-correlation-id</c>).</summary>
+    public const string CorrelationIdTag = "gateway.ipc.correlation_id";
+
+    /// <summary>Attribute: the attempt number (1 = first try).</summary>
+    public const string AttemptTag = "gateway.ipc.attempt";
+
+    /// <summary>Attribute: how the attempt ended: <c>response</c>, <c>error</c> (an ERROR reply), <c>timeout</c>, <c>cancelled</c>, or a failure such as <c>backend_absent</c>.</summary>
+    public const string OutcomeTag = "gateway.ipc.outcome";
+
+    /// <summary>Attribute: the reply was replayed from the backend's replay cache (REPLAY flag).</summary>
+    public const string ReplayTag = "gateway.ipc.replay";
+
+    /// <summary>Attribute: the backend's socket path (server side: the socket it serves).</summary>
+    public const string ServerAddressTag = "server.address";
+
+    /// <summary>Attribute: the peer's address (client: the backend's socket path; backend: the sender's reply address).</summary>
+    public const string PeerAddressTag = "network.peer.address";
+
+    /// <summary>Attribute: the transport, always <c>unix</c>.</summary>
+    public const string TransportTag = "network.transport";
+
+    /// <summary>Attribute: the error class (semantic conventions).</summary>
+    public const string ErrorTypeTag = "error.type";
+
+    private static readonly string? Version = typeof(IpcDiagnostics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion;
+
+    private static readonly Histogram<double> AttemptDuration;
+    private static readonly Counter<long> Timeouts;
+    private static readonly Counter<long> Retries;
+    private static readonly Histogram<double> SendQueueWait;
+
+    static IpcDiagnostics()
+    {
+        ActivitySource = new ActivitySource(ActivitySourceName, Version);
+        Meter = new Meter(MeterName, Version);
+        AttemptDuration = Meter.CreateHistogram<double>(
+            "gateway.ipc.client.attempt.duration", "s", "Duration of one datagram attempt, from sending the REQUEST to its reply or failure.");
+        Timeouts = Meter.CreateCounter<long>("gateway.ipc.client.timeouts", "{attempt}", "Datagram attempts that got no reply within their timeout.");
+        Retries = Meter.CreateCounter<long>("gateway.ipc.client.retries", "{attempt}", "Datagram attempts with an attempt number above 1 (retries).");
+        SendQueueWait = Meter.CreateHistogram<double>(
+            "gateway.ipc.client.send_queue.wait", "s", "Time a send waited because the backend's receive queue was full.");
+    }
+
+    /// <summary>The <see cref="System.Diagnostics.ActivitySource"/> of Gateway.Ipc.</summary>
+    public static ActivitySource ActivitySource { get; }
+
+    /// <summary>The <see cref="System.Diagnostics.Metrics.Meter"/> of Gateway.Ipc.</summary>
+    public static Meter Meter { get; }
+
+    /// <summary>
+    /// Starts the client span of one datagram attempt as a child of <see cref="Activity.Current"/>; <see langword="null"/> when nothing listens.
+    /// </summary>
+    /// <param name="backendPath">The backend's socket path.</param>
+    /// <param name="correlationId">The request's correlation ID.</param>
+    /// <param name="attempt">The attempt number (1 = first try).</param>
+    /// <returns>The started activity (it becomes <see cref="Activity.Current"/>), or <see langword="null"/>.</returns>
+    public static Activity? StartClientAttempt(string backendPath, ulong correlationId, int attempt)
+    {
+        ArgumentNullException.ThrowIfNull(backendPath);
+        if (!ActivitySource.HasListeners())
+        {
+            return null;
+        }
+
+        var activity = ActivitySource.StartActivity(ClientActivityName, ActivityKind.Client);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.DisplayName = "gateway.ipc.request " + backendPath;
+            activity.SetTag(TransportTag, "unix");
+            activity.SetTag(ServerAddressTag, backendPath);
+            activity.SetTag(PeerAddressTag, backendPath);
+            activity.SetTag(CorrelationIdTag, FormatCorrelationId(correlationId));
+            activity.SetTag(AttemptTag, attempt);
+        }
+
+        return activity;
+    }
+
+    /// <summary>
+    /// Writes the W3C context of <paramref name="activity"/> into the <c>traceparent</c> field of an encoded REQUEST, so
+    /// that the backend's server span becomes its child (see <see cref="RequestTraceParent"/>).
+    /// </summary>
+    /// <param name="frame">The encoded REQUEST (e.g. <see cref="FrameWriter.WrittenSpan"/>).</param>
+    /// <param name="activity">The attempt's span; nothing happens when <see langword="null"/>.</param>
+    /// <returns><see langword="true"/> if the frame now carries <paramref name="activity"/>'s context.</returns>
+    public static bool InjectTraceContext(Span<byte> frame, Activity? activity) =>
+        activity is { IdFormat: ActivityIdFormat.W3C, Id: { } id } && RequestTraceParent.TryPatch(frame, id);
+
+    /// <summary>
+    /// Sends one attempt of an encoded REQUEST with <see cref="DatagramClient.SendAsync"/> inside its own client span:
+    /// starts the span (<see cref="StartClientAttempt"/>, attempt and correlation ID read from the frame), writes the
+    /// span's context into the frame's traceparent, records the outcome on the span and in the metrics, stops it.
+    /// </summary>
+    /// <param name="client">The client.</param>
+    /// <param name="request">The writer holding the completed REQUEST; its traceparent bytes are rewritten in place.</param>
+    /// <param name="timeout">The reply timeout of this attempt.</param>
+    /// <param name="timeProvider">The clock for the duration metric (default <see cref="TimeProvider.System"/>).</param>
+    /// <param name="cancellationToken">The caller's token.</param>
+    /// <returns>The reply; dispose it.</returns>
+    /// <exception cref="DatagramException">The attempt failed.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired.</exception>
+    public static async Task<DatagramReply> SendTracedAsync(this DatagramClient client, FrameWriter request, TimeSpan timeout, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(request);
+        var frame = request.WrittenSpan;
+        if (frame.Length < ProtocolConstants.HeaderSize)
+        {
+            // Let the client report the invalid frame.
+            return await client.SendAsync(request.WrittenMemory, timeout, cancellationToken).ConfigureAwait(false);
+        }
+
+        var correlationId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame[8..]);
+        var attempt = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(frame[6..]);
+        var clock = timeProvider ?? TimeProvider.System;
+        var start = clock.GetTimestamp();
+        using var activity = StartClientAttempt(client.BackendPath, correlationId, attempt);
+        InjectTraceContext(frame, activity);
+        if (attempt > 1)
+        {
+            Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, client.BackendPath));
+        }
+
+        try
+        {
+            var reply = await client.SendAsync(request.WrittenMemory, timeout, cancellationToken).ConfigureAwait(false);
+            RecordReply(activity, reply, client.BackendPath, clock.GetElapsedTime(start));
+            return reply;
+        }
+        catch (DatagramException ex)
+        {
+            RecordFailure(activity, ex, client.BackendPath, clock.GetElapsedTime(start));
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            RecordOutcome(activity, "cancelled", "cancelled", client.BackendPath, clock.GetElapsedTime(start));
+            throw;
+        }
+    }
+
+    /// <summary>Records how long a send waited for room in the backend's receive queue (for the send path to call).</summary>
+    /// <param name="backendPath">The backend's socket path.</param>
+    /// <param name="wait">The time the send waited.</param>
+    public static void RecordSendQueueWait(string backendPath, TimeSpan wait) =>
+        SendQueueWait.Record(wait.TotalSeconds, new KeyValuePair<string, object?>(ServerAddressTag, backendPath));
+
+    /// <summary>
+    /// Starts the backend's server span for a request, as a child of the remote context in its traceparent/tracestate
+    /// (a new trace when it has none); <see langword="null"/> when nothing listens.
+    /// </summary>
+    /// <param name="request">The request.</param>
+    /// <param name="socketPath">The socket the backend serves.</param>
+    /// <returns>The started activity, or <see langword="null"/>.</returns>
+    public static Activity? StartServerActivity(BackendRequest request, string socketPath)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (!ActivitySource.HasListeners())
+        {
+            return null;
+        }
+
+        ActivityContext.TryParse(request.TraceParent, request.TraceState, isRemote: true, out var parent);
+        var activity = ActivitySource.StartActivity(ServerActivityName, ActivityKind.Server, parent);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.DisplayName = "gateway.ipc.handle " + request.Method;
+            activity.SetTag(TransportTag, "unix");
+            activity.SetTag(ServerAddressTag, socketPath);
+            activity.SetTag(PeerAddressTag, request.SenderAddress);
+            activity.SetTag(CorrelationIdTag, FormatCorrelationId(request.CorrelationId));
+            activity.SetTag(AttemptTag, (int)request.Attempt);
+            activity.SetTag("http.request.method", request.Method);
+            activity.SetTag("url.path", request.Path);
+        }
+
+        return activity;
+    }
+
+    /// <summary>Records the handler's response on the backend's server span (status, or <c>error.type</c> and error status for an ERROR).</summary>
+    /// <param name="activity">The server span; nothing happens when <see langword="null"/>.</param>
+    /// <param name="response">The response about to be sent.</param>
+    public static void SetServerResponse(Activity? activity, BackendResponse response)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        if (activity is null)
+        {
+            return;
+        }
+
+        if (response.ErrorCode is { } code)
+        {
+            var type = ErrorType(code);
+            activity.SetTag(OutcomeTag, "error");
+            activity.SetTag(ErrorTypeTag, type);
+            activity.SetStatus(ActivityStatusCode.Error, response.ErrorMessage);
+        }
+        else
+        {
+            activity.SetTag(OutcomeTag, "response");
+            activity.SetTag("http.response.status_code", response.Status);
+        }
+    }
+
+    /// <summary>Records an exception on a span as an <c>exception</c> event and sets the error status.</summary>
+    /// <param name="activity">The span; nothing happens when <see langword="null"/>.</param>
+    /// <param name="exception">The exception.</param>
+    public static void RecordException(Activity? activity, Exception exception)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.AddException(exception);
+        activity.SetTag(ErrorTypeTag, exception.GetType().FullName);
+        activity.SetStatus(ActivityStatusCode.Error, exception.Message);
+    }
+
+    /// <summary>The <c>error.type</c> value of an ERROR code: <c>malformed</c>, <c>not_found</c>, <c>overloaded</c>, <c>too_large</c>, <c>deadline_exceeded</c>, <c>internal</c>.</summary>
+    /// <param name="code">The code.</param>
+    /// <returns>The value.</returns>
+    public static string ErrorType(IpcErrorCode code) => code switch
+    {
+        IpcErrorCode.Malformed => "malformed",
+        IpcErrorCode.NotFound => "not_found",
+        IpcErrorCode.Overloaded => "overloaded",
+        IpcErrorCode.TooLarge => "too_large",
+        IpcErrorCode.DeadlineExceeded => "deadline_exceeded",
+        _ => "internal",
+    };
+
+    /// <summary>The <c>error.type</c> value of a client failure: <c>timeout</c>, <c>backend_absent</c>, <c>backend_overloaded</c>, <c>too_large</c>, <c>malformed_reply</c>, <c>closed</c>.</summary>
+    /// <param name="failure">The failure.</param>
+    /// <returns>The value.</returns>
+    public static string ErrorType(DatagramFailure failure) => failure switch
+    {
+        DatagramFailure.Timeout => "timeout",
+        DatagramFailure.BackendAbsent => "backend_absent",
+        DatagramFailure.BackendOverloaded => "backend_overloaded",
+        DatagramFailure.TooLarge => "too_large",
+        DatagramFailure.MalformedReply => "malformed_reply",
+        DatagramFailure.Closed => "closed",
+        _ => "other",
+    };
+
+    internal static string FormatCorrelationId(ulong correlationId) => correlationId.ToString("x16", CultureInfo.InvariantCulture);
+
+    private static void RecordReply(Activity? activity, DatagramReply reply, string backendPath, TimeSpan elapsed)
+    {
+        if (reply.Kind == MessageKind.Error)
+        {
+            var type = ErrorType(reply.Error.Code);
+            if (activity is not null)
+            {
+                activity.SetTag(ErrorTypeTag, type);
+                activity.SetStatus(ActivityStatusCode.Error, type);
+            }
+
+            RecordOutcome(activity, "error", type, backendPath, elapsed);
+        }
+        else
+        {
+            activity?.SetTag("http.response.status_code", (int)reply.Response.Status);
+            RecordOutcome(activity, "response", null, backendPath, elapsed);
+        }
+
+        if ((reply.Flags & MessageFlags.Replay) != 0)
+        {
+            activity?.SetTag(ReplayTag, true);
+        }
+    }
+
+    private static void RecordFailure(Activity? activity, DatagramException exception, string backendPath, TimeSpan elapsed)
+    {
+        var type = ErrorType(exception.Failure);
+        if (exception.Failure == DatagramFailure.Timeout)
+        {
+            Timeouts.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, backendPath));
+        }
+
+        if (activity is not null)
+        {
+            activity.AddException(exception);
+            activity.SetTag(ErrorTypeTag, type);
+            activity.SetStatus(ActivityStatusCode.Error, exception.Message);
+        }
+
+        RecordOutcome(activity, type, type, backendPath, elapsed);
+    }
+
+    private static void RecordOutcome(Activity? activity, string outcome, string? errorType, string backendPath, TimeSpan elapsed)
+    {
+        activity?.SetTag(OutcomeTag, outcome);
+        if (errorType is not null && activity is not null && activity.GetTagItem(ErrorTypeTag) is null)
+        {
+            activity.SetTag(ErrorTypeTag, errorType);
+        }
+
+        if (AttemptDuration.Enabled)
+        {
+            var tags = new TagList
+            {
+                { ServerAddressTag, backendPath },
+                { OutcomeTag, outcome },
+            };
+            if (errorType is not null)
+            {
+                tags.Add(ErrorTypeTag, errorType);
+            }
+
+            AttemptDuration.Record(elapsed.TotalSeconds, tags);
+        }
+    }
+}

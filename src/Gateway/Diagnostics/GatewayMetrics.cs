@@ -1,0 +1,135 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Gateway.Ipc.Diagnostics;
+using Gateway.Routing;
+
+namespace Gateway.Diagnostics;
+
+/// <summary>
+/// The gateway's own metrics (meter <see cref="MeterName"/>), created through <see cref="IMeterFactory"/> so that each
+/// host has its own instruments.
+/// </summary>
+/// <remarks>
+/// <list type="table">
+/// <item><term><c>gateway.request.duration</c> (histogram, s)</term><description>Every request on a gateway route, by
+/// <c>gateway.route</c>, <c>gateway.backend</c>, <c>gateway.outcome</c> and <c>http.response.status_code</c>.</description></item>
+/// <item><term><c>gateway.backend.requests.active</c> (observable up-down counter)</term><description>In-flight requests per backend instance (<c>server.address</c>).</description></item>
+/// <item><term><c>gateway.backend.datagrams.dropped</c> (observable counter)</term><description>Datagrams a client dropped, by <c>gateway.drop_reason</c>:
+/// <c>late</c> (a reply for a request no longer pending: late or duplicate), <c>spoofed</c>, <c>malformed</c>, <c>oversized</c>, <c>reassembly</c>.</description></item>
+/// <item><term><c>gateway.backend.timeouts</c> (observable counter)</term><description>Requests that timed out, per backend instance.</description></item>
+/// <item><term><c>gateway.retries</c> (counter)</term><description>Retries, by route and backend (<see cref="RecordRetry"/>).</description></item>
+/// <item><term><c>gateway.circuit.state</c> (observable gauge)</term><description>0 closed, 1 half-open, 2 open, by backend and instance (<see cref="SetCircuitState"/>).</description></item>
+/// </list>
+/// Per-attempt metrics (attempt duration, timeouts, retries, send-queue waits) come from <see cref="IpcDiagnostics.MeterName"/>,
+/// Polly's from the meter <c>Polly</c>, ASP.NET Core's (<c>http.server.request.duration</c>) from <c>Microsoft.AspNetCore.Hosting</c>.
+/// </remarks>
+internal sealed class GatewayMetrics
+{
+    /// <summary>The name of the gateway's meter.</summary>
+    public const string MeterName = "Gateway";
+
+    public const string RouteTag = "gateway.route";
+    public const string BackendTag = "gateway.backend";
+    public const string OutcomeTag = "gateway.outcome";
+    public const string DropReasonTag = "gateway.drop_reason";
+
+    private readonly Histogram<double> _requestDuration;
+    private readonly Counter<long> _retries;
+    private readonly ConcurrentDictionary<(string Backend, string Instance), int> _circuits = new();
+
+    public GatewayMetrics(IMeterFactory meterFactory, RouteTableProvider routes)
+    {
+        var meter = meterFactory.Create(MeterName, typeof(GatewayMetrics).Assembly.GetName().Version?.ToString());
+        _requestDuration = meter.CreateHistogram<double>(
+            "gateway.request.duration", "s", "Duration of requests on gateway routes, from routing to the end of the response.");
+        _retries = meter.CreateCounter<long>("gateway.retries", "{retry}", "Retries of requests to a backend.");
+        meter.CreateObservableUpDownCounter("gateway.backend.requests.active", () => ObserveInFlight(routes), "{request}", "Requests in flight per backend instance.");
+        meter.CreateObservableCounter("gateway.backend.datagrams.dropped", () => ObserveDropped(routes), "{datagram}", "Datagrams the gateway dropped: late or duplicate, spoofed, malformed, oversized replies and abandoned fragments.");
+        meter.CreateObservableCounter("gateway.backend.timeouts", () => ObserveTimeouts(routes), "{request}", "Requests to a backend instance that got no reply in time.");
+        meter.CreateObservableGauge("gateway.circuit.state", ObserveCircuits, "{state}", "Circuit breaker state per backend instance: 0 closed, 1 half-open, 2 open.");
+    }
+
+    /// <summary>Records one request on a gateway route.</summary>
+    public void RecordRequest(string route, string backend, string outcome, int statusCode, TimeSpan duration)
+    {
+        if (!_requestDuration.Enabled)
+        {
+            return;
+        }
+
+        var tags = new TagList
+        {
+            { RouteTag, route },
+            { BackendTag, backend },
+            { OutcomeTag, outcome },
+            { "http.response.status_code", statusCode },
+        };
+        _requestDuration.Record(duration.TotalSeconds, tags);
+    }
+
+    /// <summary>Counts one retry (for the resilience pipeline to call).</summary>
+    public void RecordRetry(string route, string backend) =>
+        _retries.Add(1, new KeyValuePair<string, object?>(RouteTag, route), new KeyValuePair<string, object?>(BackendTag, backend));
+
+    /// <summary>Sets the circuit state of a backend instance: 0 closed, 1 half-open, 2 open (for the resilience pipeline to call).</summary>
+    public void SetCircuitState(string backend, string instance, int state) => _circuits[(backend, instance)] = state;
+
+    /// <summary>The outcome of a request from its final status: what the caller experienced.</summary>
+    public static string Outcome(int statusCode) => statusCode switch
+    {
+        499 => "cancelled",
+        504 => "timeout",
+        < 400 => "success",
+        < 500 => "client_error",
+        _ => "error",
+    };
+
+    private static IEnumerable<Measurement<long>> ObserveInFlight(RouteTableProvider routes)
+    {
+        foreach (var instance in routes.Instances)
+        {
+            yield return new Measurement<long>(instance.InFlight, new KeyValuePair<string, object?>(IpcDiagnostics.ServerAddressTag, instance.SocketPath));
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveDropped(RouteTableProvider routes)
+    {
+        foreach (var instance in routes.Instances)
+        {
+            if (instance.Client is not { } client)
+            {
+                continue;
+            }
+
+            var statistics = client.Statistics;
+            yield return Dropped(statistics.LateReplies, "late", instance.SocketPath);
+            yield return Dropped(statistics.SpoofedReplies, "spoofed", instance.SocketPath);
+            yield return Dropped(statistics.MalformedDatagrams, "malformed", instance.SocketPath);
+            yield return Dropped(statistics.OversizedDatagrams, "oversized", instance.SocketPath);
+            yield return Dropped(statistics.ReassemblyDropped, "reassembly", instance.SocketPath);
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveTimeouts(RouteTableProvider routes)
+    {
+        foreach (var instance in routes.Instances)
+        {
+            if (instance.Client is { } client)
+            {
+                yield return new Measurement<long>(client.Statistics.Timeouts, new KeyValuePair<string, object?>(IpcDiagnostics.ServerAddressTag, instance.SocketPath));
+            }
+        }
+    }
+
+    private static Measurement<long> Dropped(long value, string reason, string socketPath) =>
+        new(value, new KeyValuePair<string, object?>(DropReasonTag, reason), new KeyValuePair<string, object?>(IpcDiagnostics.ServerAddressTag, socketPath));
+
+    private IEnumerable<Measurement<int>> ObserveCircuits()
+    {
+        foreach (var ((backend, instance), state) in _circuits)
+        {
+            yield return new Measurement<int>(state, new KeyValuePair<string, object?>(BackendTag, backend), new KeyValuePair<string, object?>(IpcDiagnostics.ServerAddressTag, instance));
+        }
+    }
+}
