@@ -67,8 +67,8 @@ public sealed class ReplyQueueTests : IAsyncLifetime
             Assert.Equal(id.ToString(System.Globalization.CultureInfo.InvariantCulture), reply.BodyText);
         }
 
-        // The silent client's replies cannot all have been sent (it has read nothing), and none was dropped.
-        Assert.True(_server.InFlight > 0);
+        // None of the silent client's replies was dropped while it read nothing. (InFlight is no evidence either
+        // way: a handler's concurrency slot is released before its reply is sent.)
         Assert.Equal(0, _server.Statistics.ReplyFailures);
 
         // Now it reads: every reply arrives, once.

@@ -267,8 +267,14 @@ public class ForwardingTests
     public async Task ThousandConcurrentRequests_EachGetsItsOwnReply()
     {
         using var dir = new TempSocketDirectory();
-        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) => ValueTask.FromResult(BackendResponse.Bytes(request.Body, "text/plain")));
-        await using var factory = new GatewayFactory(dir, Route(backend.SocketPath));
+        // This test is about correlation under concurrency, not overload detection: on a CI machine whose two
+        // cores are shared with builds, this whole process can be starved for more than the default 1 s
+        // no-progress limits, so both sides get generous ones.
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) => ValueTask.FromResult(BackendResponse.Bytes(request.Body, "text/plain")), o => o.ReplySendTimeout = TimeSpan.FromSeconds(60));
+        var settings = Route(backend.SocketPath);
+        settings["Gateway:Backends:b:SendTimeout"] = "00:01:00";
+        settings["Gateway:Backends:b:Timeout"] = "00:02:00";
+        await using var factory = new GatewayFactory(dir, settings);
         using var client = factory.CreateClient();
 
         var results = await Task.WhenAll(Enumerable.Range(0, 1000).Select(async i =>
