@@ -1,3 +1,4 @@
+using Gateway.Apis;
 using Gateway.Configuration;
 using Gateway.Forwarding;
 using Gateway.Health;
@@ -47,6 +48,7 @@ internal static class GatewayServiceCollectionExtensions
 
         services.AddProblemDetails();
         services.AddGatewayHealthChecks();
+        services.AddGatewayResilience();
         return builder;
     }
 
@@ -57,6 +59,7 @@ internal static class GatewayServiceCollectionExtensions
 
         app.UseStatusCodePages(StatusCodeProblems.WriteAsync);
         app.MapGatewayHealthChecks();
+        app.MapAdminApi();
         ((IEndpointRouteBuilder)app).DataSources.Add(app.Services.GetRequiredService<GatewayEndpointDataSource>());
         return app;
     }

@@ -2,6 +2,7 @@ using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Raw;
+using Gateway.Resilience;
 using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
@@ -118,7 +119,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 var instances = new List<BackendInstance>(b.Instances.Count);
                 foreach (var path in b.Instances)
                 {
-                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0);
+                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0, InstanceResilienceSettings.From(b));
                     used.Add(key);
                     if (!_instances.TryGetValue(key, out var instance))
                     {
@@ -137,6 +138,10 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                     Timeout = b.Timeout,
                     MaxBodySize = b.EffectiveMaxBodySize,
                     SendTimeout = b.SendTimeout,
+                    AttemptTimeout = b.AttemptTimeout,
+                    Retry = b.Retry,
+                    LoadBalancing = b.LoadBalancing,
+                    HealthCheck = b.HealthCheck,
                 };
             }
 
@@ -182,13 +187,19 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             return new BackendInstance(key.Path, new RawDatagramClient(
                 new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency },
                 _timeProvider,
-                _loggerFactory));
+                _loggerFactory))
+            {
+                Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+            };
         }
 
         return new BackendInstance(key.Path, new DatagramClient(
             new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout },
             _timeProvider,
-            _loggerFactory));
+            _loggerFactory))
+        {
+            Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+        };
     }
 
     public async ValueTask DisposeAsync()
@@ -215,5 +226,5 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         _changeSource.Dispose();
     }
 
-    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency);
+    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency, InstanceResilienceSettings Resilience);
 }
