@@ -28,9 +28,13 @@ internal sealed class ForwardingAttempt
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
 
-    public ForwardingAttempt(GatewayRoute route, ReadOnlyMemory<byte> frame, ulong correlationId, bool idempotent, bool retryable, TimeProvider timeProvider, ILogger logger)
+    /// <summary>The instance of the first attempt (its client numbered the request).</summary>
+    private readonly BackendInstance _first;
+
+    public ForwardingAttempt(GatewayRoute route, BackendInstance first, ReadOnlyMemory<byte> frame, ulong correlationId, bool idempotent, bool retryable, TimeProvider timeProvider, ILogger logger)
     {
         Route = route;
+        _first = first;
         _frame = frame;
         CorrelationId = correlationId;
         Idempotent = idempotent;
@@ -65,7 +69,9 @@ internal sealed class ForwardingAttempt
     {
         var attempt = ++Attempts;
         var previous = Last;
-        var instance = previous is not null && !Idempotent ? previous : InstanceSelector.Select(Route.Backend, _tried);
+        var instance = previous is null ? _first
+            : !Idempotent ? previous // sticky: only this instance's replay cache knows the request
+            : InstanceSelector.Select(Route.Backend, _tried);
         if (previous is not null)
         {
             instance.Resilience.RecordRetry();

@@ -107,6 +107,7 @@ internal sealed class InstanceResilience : IDisposable
         }
 
         using var timeout = new CancellationTokenSource(Settings.QueueTimeout, _timeProvider);
+        OnQueued?.Invoke();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
         try
         {
@@ -121,6 +122,9 @@ internal sealed class InstanceResilience : IDisposable
     }
 
     public void Exit() => _slots.Release();
+
+    /// <summary>Test hook: called when a request starts waiting for a slot (its queue timeout is running).</summary>
+    internal Action? OnQueued { get; set; }
 
     public void RecordSuccess(TimeSpan latency)
     {
