@@ -390,6 +390,8 @@ internal sealed class ForwardingHandler
         {
             DatagramFailure.Timeout => (GatewayFailure.Timeout, string.Create(CultureInfo.InvariantCulture, $"Backend '{backend}' ({instance.SocketPath}) did not reply within {budget.TotalSeconds:0.###} s.")),
             DatagramFailure.BackendAbsent => (GatewayFailure.BackendAbsent, $"Backend '{backend}' is not running: nothing is bound at {instance.SocketPath}."),
+            DatagramFailure.BackendOverloaded when ex.Message.StartsWith(ForwardingAttempt.OverloadedReplyPrefix, StringComparison.Ordinal)
+                => (GatewayFailure.BackendOverloaded, $"Backend '{backend}' ({instance.SocketPath}) {ex.Message}"),
             DatagramFailure.BackendOverloaded => (GatewayFailure.BackendOverloaded, $"Backend '{backend}' ({instance.SocketPath}) is not reading its socket fast enough (receive queue full)."),
             DatagramFailure.TooLarge => (GatewayFailure.BodyTooLarge, $"The request is too large to send to backend '{backend}'."),
             DatagramFailure.MalformedReply => (GatewayFailure.MalformedReply, $"Backend '{backend}' ({instance.SocketPath}) sent a reply that breaks the wire protocol: {ex.Message}"),

@@ -130,7 +130,7 @@ internal sealed class ForwardingAttempt
                         // Refused without running the handler: an instance failure, safe to retry.
                         var message = reply.Error.GetMessage();
                         reply.Dispose();
-                        throw new DatagramException(DatagramFailure.BackendOverloaded, state.client.BackendPath, $"The backend answered OVERLOADED: {message}");
+                        throw new DatagramException(DatagramFailure.BackendOverloaded, state.client.BackendPath, OverloadedReplyPrefix + message);
                     }
 
                     return reply;
@@ -157,6 +157,9 @@ internal sealed class ForwardingAttempt
             resilience.Exit();
         }
     }
+
+    /// <summary>Starts the message of the exception that stands for an ERROR <c>OVERLOADED</c> reply.</summary>
+    public const string OverloadedReplyPrefix = "answered OVERLOADED: ";
 
     public static uint BudgetMs(TimeSpan budget) =>
         budget == Timeout.InfiniteTimeSpan ? 0u : (uint)Math.Clamp((long)Math.Ceiling(budget.TotalMilliseconds), 1, uint.MaxValue);
