@@ -141,23 +141,37 @@ public static class IpcDiagnostics
     /// <returns>The reply; dispose it.</returns>
     /// <exception cref="DatagramException">The attempt failed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired.</exception>
-    public static async Task<DatagramReply> SendTracedAsync(this DatagramClient client, FrameWriter request, TimeSpan timeout, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    public static Task<DatagramReply> SendTracedAsync(this DatagramClient client, FrameWriter request, TimeSpan timeout, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return client.SendTracedAsync(System.Runtime.InteropServices.MemoryMarshal.AsMemory(request.WrittenMemory), timeout, timeProvider, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sends one attempt of an encoded REQUEST (<paramref name="frame"/>, patched in place with the attempt span's
+    /// trace context) inside a client span, and records its outcome and metrics.
+    /// </summary>
+    /// <param name="client">The client.</param>
+    /// <param name="frame">The encoded request; its traceparent (if any) is overwritten with the attempt span's.</param>
+    /// <param name="timeout">The attempt's reply timeout.</param>
+    /// <param name="timeProvider">Clock for the duration metric.</param>
+    /// <param name="cancellationToken">The caller's cancellation.</param>
+    /// <returns>The reply.</returns>
+    public static async Task<DatagramReply> SendTracedAsync(this DatagramClient client, Memory<byte> frame, TimeSpan timeout, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(client);
-        ArgumentNullException.ThrowIfNull(request);
-        var frame = request.WrittenSpan;
         if (frame.Length < ProtocolConstants.HeaderSize)
         {
             // Let the client report the invalid frame.
-            return await client.SendAsync(request.WrittenMemory, timeout, cancellationToken).ConfigureAwait(false);
+            return await client.SendAsync(frame, timeout, cancellationToken).ConfigureAwait(false);
         }
 
-        var correlationId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame[8..]);
-        var attempt = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(frame[6..]);
+        var correlationId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame.Span[8..]);
+        var attempt = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(frame.Span[6..]);
         var clock = timeProvider ?? TimeProvider.System;
         var start = clock.GetTimestamp();
         using var activity = StartClientAttempt(client.BackendPath, correlationId, attempt);
-        InjectTraceContext(frame, activity);
+        InjectTraceContext(frame.Span, activity);
         if (attempt > 1)
         {
             Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, client.BackendPath));
@@ -165,7 +179,7 @@ public static class IpcDiagnostics
 
         try
         {
-            var reply = await client.SendAsync(request.WrittenMemory, timeout, cancellationToken).ConfigureAwait(false);
+            var reply = await client.SendAsync(frame, timeout, cancellationToken).ConfigureAwait(false);
             RecordReply(activity, reply, client.BackendPath, clock.GetElapsedTime(start));
             return reply;
         }

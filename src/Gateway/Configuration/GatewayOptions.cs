@@ -129,6 +129,121 @@ public sealed class BackendOptions
     /// <value>The default value is 64.</value>
     /// </summary>
     public int MaxConcurrency { get; set; } = 64;
+
+    /// <summary>
+    /// Reply timeout of one attempt; a timed-out attempt may be retried within <see cref="Timeout"/>.
+    /// <value>The default (unset) is the whole <see cref="Timeout"/> (one attempt can use the whole budget).</value>
+    /// </summary>
+    public TimeSpan? AttemptTimeout { get; set; }
+
+    /// <summary>Retries of envelope requests (idempotent methods or requests with <c>Idempotency-Key</c> only).</summary>
+    public BackendRetryOptions Retry { get; set; } = new();
+
+    /// <summary>
+    /// How an instance is chosen among the healthy ones.
+    /// <value>The default value is <see cref="LoadBalancingPolicy.RoundRobin"/>.</value>
+    /// </summary>
+    public LoadBalancingPolicy LoadBalancing { get; set; } = LoadBalancingPolicy.RoundRobin;
+
+    /// <summary>
+    /// Envelope backends: requests in flight per instance; a request beyond it waits up to <see cref="QueueTimeout"/>, then gets 503.
+    /// <value>The default value is 1024.</value>
+    /// </summary>
+    public int MaxInFlightPerInstance { get; set; } = 1024;
+
+    /// <summary>
+    /// How long a request waits for a free slot on an instance at <see cref="MaxInFlightPerInstance"/>.
+    /// <value>The default value is 1 second.</value>
+    /// </summary>
+    public TimeSpan QueueTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The circuit breaker of each instance.</summary>
+    public BackendCircuitBreakerOptions CircuitBreaker { get; set; } = new();
+
+    /// <summary>Active health probing (PING) of each instance.</summary>
+    public BackendHealthCheckOptions HealthCheck { get; set; } = new();
+}
+
+/// <summary>How a backend's instance is chosen.</summary>
+public enum LoadBalancingPolicy
+{
+    /// <summary>Each healthy instance in turn.</summary>
+    RoundRobin,
+
+    /// <summary>Two healthy instances at random; the one with fewer requests in flight.</summary>
+    PowerOfTwoChoices,
+}
+
+/// <summary>The <c>Gateway:Backends:&lt;name&gt;:Retry</c> section.</summary>
+public sealed class BackendRetryOptions
+{
+    /// <summary>
+    /// Attempts in all, the first included; 1 disables retries.
+    /// <value>The default value is 3.</value>
+    /// </summary>
+    public int MaxAttempts { get; set; } = 3;
+
+    /// <summary>
+    /// Base of the exponential backoff (with jitter) between attempts.
+    /// <value>The default value is 50 milliseconds.</value>
+    /// </summary>
+    public TimeSpan BaseDelay { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>
+    /// Longest delay between attempts.
+    /// <value>The default value is 1 second.</value>
+    /// </summary>
+    public TimeSpan MaxDelay { get; set; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>The <c>Gateway:Backends:&lt;name&gt;:CircuitBreaker</c> section (one breaker per instance).</summary>
+public sealed class BackendCircuitBreakerOptions
+{
+    /// <summary>
+    /// Ratio of failed attempts (timeouts, absent or overloaded instance) in the sampling window that opens the circuit.
+    /// <value>The default value is 0.5.</value>
+    /// </summary>
+    public double FailureRatio { get; set; } = 0.5;
+
+    /// <summary>
+    /// Attempts needed in the window before the ratio counts.
+    /// <value>The default value is 10.</value>
+    /// </summary>
+    public int MinimumThroughput { get; set; } = 10;
+
+    /// <summary>
+    /// Length of the sampling window.
+    /// <value>The default value is 30 seconds.</value>
+    /// </summary>
+    public TimeSpan SamplingDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long the circuit stays open before one trial request is let through.
+    /// <value>The default value is 5 seconds.</value>
+    /// </summary>
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>The <c>Gateway:Backends:&lt;name&gt;:HealthCheck</c> section.</summary>
+public sealed class BackendHealthCheckOptions
+{
+    /// <summary>
+    /// Interval between PING probes of each instance.
+    /// <value>The default value is 10 seconds.</value>
+    /// </summary>
+    public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a probe waits for the PONG.
+    /// <value>The default value is 1 second.</value>
+    /// </summary>
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Consecutive failed attempts after which an instance is ejected until a probe succeeds.
+    /// <value>The default value is 5.</value>
+    /// </summary>
+    public int EjectAfterFailures { get; set; } = 5;
 }
 
 /// <summary>A route: a path pattern and methods, forwarded to a backend.</summary>

@@ -25,6 +25,81 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 
+    private static void ValidateResilience(List<string> errors, string key, BackendOptions backend)
+    {
+        if (backend.AttemptTimeout is { } attempt && (attempt <= TimeSpan.Zero || attempt > backend.Timeout))
+        {
+            errors.Add($"{key}:AttemptTimeout: must be positive and at most {key}:Timeout.");
+        }
+
+        if (backend.Retry.MaxAttempts is < 1 or > 10)
+        {
+            errors.Add($"{key}:Retry:MaxAttempts: {backend.Retry.MaxAttempts} is out of range (1–10).");
+        }
+
+        if (backend.Retry.BaseDelay < TimeSpan.Zero || backend.Retry.BaseDelay > TimeSpan.FromMinutes(1))
+        {
+            errors.Add($"{key}:Retry:BaseDelay: must be between 0 and 1 minute.");
+        }
+
+        if (backend.Retry.MaxDelay < backend.Retry.BaseDelay)
+        {
+            errors.Add($"{key}:Retry:MaxDelay: must not be less than {key}:Retry:BaseDelay.");
+        }
+
+        if (!Enum.IsDefined(backend.LoadBalancing))
+        {
+            errors.Add($"{key}:LoadBalancing: must be RoundRobin or PowerOfTwoChoices.");
+        }
+
+        if (backend.MaxInFlightPerInstance is < 1 or > 1_000_000)
+        {
+            errors.Add($"{key}:MaxInFlightPerInstance: {backend.MaxInFlightPerInstance} is out of range (1–1000000).");
+        }
+
+        if (backend.QueueTimeout < TimeSpan.Zero)
+        {
+            errors.Add($"{key}:QueueTimeout: must not be negative.");
+        }
+
+        var breaker = backend.CircuitBreaker;
+        if (breaker.FailureRatio is <= 0 or > 1 || double.IsNaN(breaker.FailureRatio))
+        {
+            errors.Add($"{key}:CircuitBreaker:FailureRatio: {breaker.FailureRatio.ToString(CultureInfo.InvariantCulture)} is out of range (0 < ratio ≤ 1).");
+        }
+
+        if (breaker.MinimumThroughput < 2)
+        {
+            errors.Add($"{key}:CircuitBreaker:MinimumThroughput: must be at least 2.");
+        }
+
+        if (breaker.SamplingDuration < TimeSpan.FromMilliseconds(500))
+        {
+            errors.Add($"{key}:CircuitBreaker:SamplingDuration: must be at least 500 ms.");
+        }
+
+        if (breaker.BreakDuration < TimeSpan.FromMilliseconds(500) || breaker.BreakDuration > TimeSpan.FromDays(1))
+        {
+            errors.Add($"{key}:CircuitBreaker:BreakDuration: must be between 500 ms and 1 day.");
+        }
+
+        var health = backend.HealthCheck;
+        if (health.Interval <= TimeSpan.Zero)
+        {
+            errors.Add($"{key}:HealthCheck:Interval: must be positive.");
+        }
+
+        if (health.Timeout <= TimeSpan.Zero)
+        {
+            errors.Add($"{key}:HealthCheck:Timeout: must be positive.");
+        }
+
+        if (health.EjectAfterFailures < 1)
+        {
+            errors.Add($"{key}:HealthCheck:EjectAfterFailures: must be at least 1.");
+        }
+    }
+
     public static List<string> Validate(GatewayOptions options)
     {
         const string root = GatewayOptions.SectionName;
@@ -114,6 +189,8 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             {
                 errors.Add($"{key}:MaxConcurrency: {backend.MaxConcurrency} is out of range (1–100000).");
             }
+
+            ValidateResilience(errors, key, backend);
         }
 
         var seen = new Dictionary<string, (string Route, List<string> Methods)>(StringComparer.OrdinalIgnoreCase);

@@ -2,14 +2,18 @@ using System.Diagnostics;
 using System.Globalization;
 using System.IO.Pipelines;
 using System.Text;
+using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
-using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Raw;
+using Gateway.Resilience;
 using Gateway.Routing;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
+using Polly;
+using Polly.CircuitBreaker;
+using Polly.Timeout;
 
 namespace Gateway.Forwarding;
 
@@ -18,13 +22,20 @@ namespace Gateway.Forwarding;
 /// </summary>
 internal sealed class ForwardingHandler
 {
+    /// <summary>The request header that makes a non-idempotent request retryable.</summary>
+    public const string IdempotencyKeyHeader = "Idempotency-Key";
+
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<ForwardingHandler> _logger;
+    private readonly RouteTableProvider _routes;
+    private readonly ForwardingPipelineProvider _pipelines;
 
-    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger)
+    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines)
     {
         _timeProvider = timeProvider;
         _logger = logger;
+        _routes = routes;
+        _pipelines = pipelines;
     }
 
     public async Task HandleAsync(HttpContext context)
@@ -46,9 +57,10 @@ internal sealed class ForwardingHandler
             sizeFeature.MaxRequestBodySize = null;
         }
 
-        var instance = backend.PickInstance();
-        if (instance.RawClient is { } rawClient)
+        if (backend.Mode == BackendMode.Raw)
         {
+            var instance = backend.PickInstance();
+            var rawClient = instance.RawClient ?? throw new InvalidOperationException($"Backend '{backend.Name}' has no raw client.");
             instance.Acquire();
             try
             {
@@ -62,68 +74,114 @@ internal sealed class ForwardingHandler
             return;
         }
 
-        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{backend.Name}' has no envelope client.");
-        instance.Acquire();
+        await ForwardEnvelopeAsync(context, route).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Envelope backends: one frame, sent by the route's resilience pipeline (overall timeout, retries) to the
+    /// instance each attempt chooses (see <see cref="ForwardingAttempt"/>).
+    /// </summary>
+    private async Task ForwardEnvelopeAsync(HttpContext context, GatewayRoute route)
+    {
+        var request = context.Request;
+        var backend = route.Backend;
+        var tableVersion = _routes.Current.Version;
+
+        // The first instance's client numbers the request; retries keep the number (docs/protocol.md section 5).
+        var first = InstanceSelector.Select(backend, []);
+        var numbering = first.Client ?? throw new InvalidOperationException($"Backend '{backend.Name}' has no envelope client.");
         using var writer = new FrameWriter();
+        var correlationId = numbering.NextCorrelationId();
+        var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
+        context.Items[CorrelationItems.CorrelationId] = correlationText;
+        context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
+
+        using var scope = _logger.BeginScope(new CorrelationScope(context.TraceIdentifier, correlationText, route.Name, backend.Name));
+
+        var budget = route.Timeout;
+        EncodeRequestHead(context, writer, correlationId, budget);
+
+        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+        {
+            var length = await ReadBodyAsync(request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
+            if (length < 0)
+            {
+                await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        var frame = writer.Complete();
+        var idempotent = IsIdempotent(request.Method);
+        var retryable = idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader);
+        var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger);
+        var pipeline = _pipelines.GetPipeline(route, tableVersion);
+        var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
+        resilienceContext.Properties.Set(ForwardingPipelineProvider.Retryable, retryable);
+        resilienceContext.Properties.Set(ForwardingPipelineProvider.CorrelationId, correlationText);
+        DatagramReply reply;
         try
         {
-            var correlationId = client.NextCorrelationId();
-            var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
-            context.Items[CorrelationItems.CorrelationId] = correlationText;
-            context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
-
-            using var scope = _logger.BeginScope(new CorrelationScope(context.TraceIdentifier, correlationText, route.Name, backend.Name));
-
-            var budget = route.Timeout;
-            EncodeRequestHead(context, writer, correlationId, budget);
-
-            if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+            reply = await pipeline.ExecuteAsync(ForwardingAttempt.RunAsync, resilienceContext, attempt).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            attempt.Last?.Client?.SendCancel(correlationId);
+            Log.ClientDisconnected(_logger, route.Name, attempt.Last?.SocketPath ?? first.SocketPath);
+            context.Response.StatusCode = 499;
+            return;
+        }
+        catch (TimeoutRejectedException)
+        {
+            attempt.Last?.Client?.SendCancel(correlationId);
+            var path = attempt.Last?.SocketPath ?? first.SocketPath;
+            Log.ForwardFailed(_logger, route.Name, path, DatagramFailure.Timeout, "the time budget is spent");
+            await GatewayProblems.WriteAsync(context, GatewayFailure.Timeout, string.Create(CultureInfo.InvariantCulture, $"Backend '{backend.Name}' ({path}) did not reply within {budget.TotalSeconds:0.###} s ({attempt.Attempts} attempt(s)).")).ConfigureAwait(false);
+            return;
+        }
+        catch (BrokenCircuitException ex)
+        {
+            var path = attempt.Last?.SocketPath ?? first.SocketPath;
+            Log.ForwardFailed(_logger, route.Name, path, DatagramFailure.BackendAbsent, ex.Message);
+            await GatewayProblems.WriteAsync(context, GatewayFailure.CircuitOpen, $"Backend '{backend.Name}' ({path}) is failing; its circuit breaker is open.").ConfigureAwait(false);
+            return;
+        }
+        catch (InstanceBusyException ex)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BackendBusy, $"Backend '{backend.Name}' ({ex.Instance.SocketPath}) has {ex.Instance.Resilience.Settings.MaxInFlight} requests in flight; no slot freed up within {ex.Instance.Resilience.Settings.QueueTimeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s.").ConfigureAwait(false);
+            return;
+        }
+        catch (DatagramException ex)
+        {
+            var instance = attempt.Last ?? first;
+            if (ex.Failure == DatagramFailure.Timeout)
             {
-                var length = await ReadBodyAsync(request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
-                if (length < 0)
+                instance.Client?.SendCancel(correlationId);
+                if (!retryable)
                 {
-                    await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
-                    return;
+                    ResilienceLog.NotRetried(_logger, route.Name, $"{request.Method} is not idempotent and has no {IdempotencyKeyHeader} header");
                 }
             }
 
-            writer.Complete();
-            DatagramReply reply;
-            try
-            {
-                // One client span per attempt; the frame's traceparent becomes that span's context (IpcDiagnostics).
-                reply = await client.SendTracedAsync(writer, budget, _timeProvider, context.RequestAborted).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-            {
-                client.SendCancel(correlationId);
-                Log.ClientDisconnected(_logger, route.Name, instance.SocketPath);
-                context.Response.StatusCode = 499;
-                return;
-            }
-            catch (DatagramException ex)
-            {
-                if (ex.Failure == DatagramFailure.Timeout)
-                {
-                    client.SendCancel(correlationId);
-                }
-
-                var (failure, detail) = Describe(ex, route, instance, budget);
-                Log.ForwardFailed(_logger, route.Name, instance.SocketPath, ex.Failure, ex.Message);
-                await GatewayProblems.WriteAsync(context, failure, detail).ConfigureAwait(false);
-                return;
-            }
-
-            using (reply)
-            {
-                await WriteReplyAsync(context, reply, route).ConfigureAwait(false);
-            }
+            var (failure, detail) = Describe(ex, route, instance, budget);
+            Log.ForwardFailed(_logger, route.Name, instance.SocketPath, ex.Failure, ex.Message);
+            await GatewayProblems.WriteAsync(context, failure, detail).ConfigureAwait(false);
+            return;
         }
         finally
         {
-            instance.Release();
+            ResilienceContextPool.Shared.Return(resilienceContext);
+        }
+
+        using (reply)
+        {
+            await WriteReplyAsync(context, reply, route).ConfigureAwait(false);
         }
     }
+
+    /// <summary>Methods that may be retried without an <c>Idempotency-Key</c> (RFC 9110 section 9.2.2; TRACE is not forwarded).</summary>
+    internal static bool IsIdempotent(string method) =>
+        HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method) || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method);
 
     /// <summary>
     /// Raw backends: the body goes out as one datagram, the first datagram back is the 200 response's body.
@@ -332,6 +390,8 @@ internal sealed class ForwardingHandler
         {
             DatagramFailure.Timeout => (GatewayFailure.Timeout, string.Create(CultureInfo.InvariantCulture, $"Backend '{backend}' ({instance.SocketPath}) did not reply within {budget.TotalSeconds:0.###} s.")),
             DatagramFailure.BackendAbsent => (GatewayFailure.BackendAbsent, $"Backend '{backend}' is not running: nothing is bound at {instance.SocketPath}."),
+            DatagramFailure.BackendOverloaded when ex.Message.StartsWith(ForwardingAttempt.OverloadedReplyPrefix, StringComparison.Ordinal)
+                => (GatewayFailure.BackendOverloaded, $"Backend '{backend}' ({instance.SocketPath}) {ex.Message}"),
             DatagramFailure.BackendOverloaded => (GatewayFailure.BackendOverloaded, $"Backend '{backend}' ({instance.SocketPath}) is not reading its socket fast enough (receive queue full)."),
             DatagramFailure.TooLarge => (GatewayFailure.BodyTooLarge, $"The request is too large to send to backend '{backend}'."),
             DatagramFailure.MalformedReply => (GatewayFailure.MalformedReply, $"Backend '{backend}' ({instance.SocketPath}) sent a reply that breaks the wire protocol: {ex.Message}"),

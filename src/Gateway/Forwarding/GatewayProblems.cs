@@ -16,6 +16,8 @@ internal enum GatewayFailure
     BackendTooLarge,
     Timeout,
     BackendDeadlineExceeded,
+    CircuitOpen,
+    BackendBusy,
 }
 
 /// <summary>
@@ -40,6 +42,8 @@ internal static class GatewayProblems
         GatewayFailure.MalformedReply => (StatusCodes.Status502BadGateway, "malformed-reply", "The backend's reply is malformed"),
         GatewayFailure.BackendAbsent => (StatusCodes.Status503ServiceUnavailable, "backend-absent", "The backend is not running"),
         GatewayFailure.BackendOverloaded => (StatusCodes.Status503ServiceUnavailable, "backend-overloaded", "The backend is overloaded"),
+        GatewayFailure.CircuitOpen => (StatusCodes.Status503ServiceUnavailable, "circuit-open", "The backend is failing; its circuit breaker is open"),
+        GatewayFailure.BackendBusy => (StatusCodes.Status503ServiceUnavailable, "backend-busy", "The backend has too many requests in flight"),
         GatewayFailure.Timeout => (StatusCodes.Status504GatewayTimeout, "timeout", "The backend did not reply in time"),
         GatewayFailure.BackendDeadlineExceeded => (StatusCodes.Status504GatewayTimeout, "backend-deadline-exceeded", "The backend ran out of time"),
         _ => (StatusCodes.Status502BadGateway, "backend-error", "The backend could not handle the request"),

@@ -47,27 +47,25 @@ internal static class HealthEndpoints
 }
 
 /// <summary>
-/// Ready when every route's backend has at least one instance that answers a PING. Detail per backend and
-/// instance in the data.
+/// Ready when every route's backend has at least one healthy instance: not ejected (by a failed PING probe of
+/// <see cref="Resilience.BackendHealthProber"/> or by consecutive failures) and its circuit not open. Reads the
+/// probes' results (it does not ping). Detail per backend and instance in the data.
 /// </summary>
 internal sealed class BackendsReadinessCheck(RouteTableProvider provider) : IHealthCheck
 {
-    private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(1);
-
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var table = provider.Current;
         var data = new Dictionary<string, object>();
         var unready = new List<string>();
         foreach (var backend in table.Backends.Values)
         {
-            var results = await Task.WhenAll(backend.Instances.Select(i => ProbeAsync(i, cancellationToken))).ConfigureAwait(false);
-            var healthy = results.Count(r => r.Healthy);
+            var healthy = backend.Instances.Count(i => i.Resilience.IsAvailable);
             data[backend.Name] = new Dictionary<string, object>
             {
                 ["mode"] = backend.Mode.ToString(),
                 ["healthyInstances"] = healthy,
-                ["instances"] = results.ToDictionary(r => r.Path, r => (object)(r.Healthy ? "healthy" : "unreachable")),
+                ["instances"] = backend.Instances.ToDictionary(i => i.SocketPath, i => (object)InstanceState(i)),
             };
             if (healthy == 0 && table.Routes.Any(r => r.Backend == backend))
             {
@@ -75,19 +73,13 @@ internal sealed class BackendsReadinessCheck(RouteTableProvider provider) : IHea
             }
         }
 
-        return unready.Count == 0
+        return Task.FromResult(unready.Count == 0
             ? HealthCheckResult.Healthy("Every route has at least one healthy backend instance.", data)
-            : HealthCheckResult.Unhealthy($"No healthy instance for backend(s): {string.Join(", ", unready)}.", data: data);
+            : HealthCheckResult.Unhealthy($"No healthy instance for backend(s): {string.Join(", ", unready)}.", data: data));
     }
 
-    private static async Task<(string Path, bool Healthy)> ProbeAsync(BackendInstance instance, CancellationToken cancellationToken)
-    {
-        if (instance.Client is null)
-        {
-            // Raw daemons do not speak the protocol: the best evidence is that their socket file exists.
-            return (instance.SocketPath, File.Exists(instance.SocketPath) || Path.Exists(instance.SocketPath));
-        }
-
-        return (instance.SocketPath, await instance.Client.PingAsync(PingTimeout, cancellationToken).ConfigureAwait(false));
-    }
+    internal static string InstanceState(BackendInstance instance) =>
+        instance.Resilience.IsEjected ? "ejected"
+        : instance.Resilience.IsAvailable ? "healthy"
+        : "circuit-open";
 }

@@ -1,3 +1,4 @@
+using Gateway.Apis;
 using Gateway.Configuration;
 using Gateway.Forwarding;
 using Gateway.Health;
@@ -49,6 +50,7 @@ internal static class GatewayServiceCollectionExtensions
         services.AddGatewayHealthChecks();
         services.AddGatewayOpenApi();
         services.AddGatewayTelemetry(builder.Configuration);
+        services.AddGatewayResilience();
         return builder;
     }
 
@@ -60,6 +62,7 @@ internal static class GatewayServiceCollectionExtensions
         app.UseStatusCodePages(StatusCodeProblems.WriteAsync);
         app.MapGatewayHealthChecks();
         app.MapGatewayOpenApi();
+        app.MapAdminApi();
         ((IEndpointRouteBuilder)app).DataSources.Add(app.Services.GetRequiredService<GatewayEndpointDataSource>());
         return app;
     }

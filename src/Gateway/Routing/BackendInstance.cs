@@ -1,6 +1,7 @@
 using Gateway.Configuration;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Raw;
+using Gateway.Resilience;
 
 namespace Gateway.Routing;
 
@@ -37,6 +38,9 @@ internal sealed class BackendInstance : IAsyncDisposable
 
     /// <summary>The raw client; null for envelope backends.</summary>
     public RawDatagramClient? RawClient { get; }
+
+    /// <summary>Circuit breaker, in-flight cap, ejection and counters of this instance.</summary>
+    public InstanceResilience Resilience { get; init; } = new(InstanceResilienceSettings.Default, TimeProvider.System);
 
     public long InFlight => Interlocked.Read(ref _inFlight);
 
@@ -78,5 +82,7 @@ internal sealed class BackendInstance : IAsyncDisposable
         {
             await RawClient.DisposeAsync().ConfigureAwait(false);
         }
+
+        Resilience.Dispose();
     }
 }

@@ -62,7 +62,16 @@ internal sealed class GatewayBackend
 
     public required TimeSpan SendTimeout { get; init; }
 
-    /// <summary>Round-robin choice of an instance.</summary>
+    /// <summary>Reply timeout of one attempt; null = the whole budget.</summary>
+    public TimeSpan? AttemptTimeout { get; init; }
+
+    public BackendRetryOptions Retry { get; init; } = new();
+
+    public LoadBalancingPolicy LoadBalancing { get; init; }
+
+    public BackendHealthCheckOptions HealthCheck { get; init; } = new();
+
+    /// <summary>Round-robin choice of an instance (raw backends; envelope backends go through the selector).</summary>
     public BackendInstance PickInstance()
     {
         var instances = Instances;
@@ -74,4 +83,7 @@ internal sealed class GatewayBackend
         var n = Interlocked.Increment(ref _next);
         return instances[(int)(n % (uint)instances.Count)];
     }
+
+    /// <summary>The next round-robin position.</summary>
+    internal uint NextRoundRobin() => Interlocked.Increment(ref _next);
 }

@@ -2,6 +2,7 @@ using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Raw;
+using Gateway.Resilience;
 using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
@@ -129,7 +130,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 var instances = new List<BackendInstance>(b.Instances.Count);
                 foreach (var path in b.Instances)
                 {
-                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0);
+                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0, InstanceResilienceSettings.From(b));
                     used.Add(key);
                     if (!_instances.TryGetValue(key, out var instance))
                     {
@@ -148,6 +149,10 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                     Timeout = b.Timeout,
                     MaxBodySize = b.EffectiveMaxBodySize,
                     SendTimeout = b.SendTimeout,
+                    AttemptTimeout = b.AttemptTimeout,
+                    Retry = b.Retry,
+                    LoadBalancing = b.LoadBalancing,
+                    HealthCheck = b.HealthCheck,
                 };
             }
 
@@ -193,7 +198,10 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             return new BackendInstance(key.Path, new RawDatagramClient(
                 new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency, ReplyDirectory = _replyDirectory, ReplyFileMode = _replyMode },
                 _timeProvider,
-                _loggerFactory));
+                _loggerFactory))
+            {
+                Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+            };
         }
 
         var replyPath = _replyDirectory is null ? null : Path.Combine(_replyDirectory, _replyPrefix + (++_replyCounter).ToString(System.Globalization.CultureInfo.InvariantCulture) + ".sock");
@@ -206,7 +214,10 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             File.SetUnixFileMode(replyPath, _replyMode);
         }
 
-        return new BackendInstance(key.Path, client);
+        return new BackendInstance(key.Path, client)
+        {
+            Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+        };
     }
 
     public async ValueTask DisposeAsync()
@@ -233,5 +244,5 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         _changeSource.Dispose();
     }
 
-    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency);
+    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency, InstanceResilienceSettings Resilience);
 }

@@ -1,0 +1,74 @@
+using Gateway.Health;
+using Gateway.Routing;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Gateway.Apis;
+
+/// <summary>Operator endpoints: the state of every backend instance.</summary>
+internal static class AdminApi
+{
+    public static IEndpointRouteBuilder MapAdminApi(this IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("/admin").WithTags("Admin");
+        group.MapGet("/backends", GetBackends)
+            .WithName("GetBackends")
+            .WithSummary("State of every backend instance: health, circuit, in-flight, latency percentiles and counters.");
+        return endpoints;
+    }
+
+    internal static Ok<BackendStatus[]> GetBackends(RouteTableProvider routes)
+    {
+        var table = routes.Current;
+        var backends = table.Backends.Values
+            .OrderBy(b => b.Name, StringComparer.Ordinal)
+            .Select(b => new BackendStatus(
+                b.Name,
+                b.Mode.ToString(),
+                b.LoadBalancing.ToString(),
+                b.Instances.Count(i => i.Resilience.IsAvailable),
+                [.. b.Instances.Select(Describe)]))
+            .ToArray();
+        return TypedResults.Ok(backends);
+    }
+
+    private static InstanceStatus Describe(BackendInstance instance)
+    {
+        var r = instance.Resilience;
+        var (p50, p90, p99, samples) = r.LatencyPercentiles();
+        var stats = instance.Client?.Statistics;
+        return new InstanceStatus(
+            instance.SocketPath,
+            BackendsReadinessCheck.InstanceState(instance),
+            r.Circuit.CircuitState.ToString(),
+            instance.InFlight,
+            new LatencyStatus(samples, p50, p90, p99),
+            r.Timeouts,
+            r.Retries,
+            stats?.LateReplies ?? 0,
+            r.Failures,
+            r.Rejected,
+            r.LastProbe,
+            r.LastProbeSucceeded);
+    }
+}
+
+/// <summary>A backend in <c>GET /admin/backends</c>.</summary>
+internal sealed record BackendStatus(string Name, string Mode, string LoadBalancing, int HealthyInstances, InstanceStatus[] Instances);
+
+/// <summary>An instance: <c>State</c> is healthy, ejected or circuit-open; <c>Circuit</c> the Polly circuit state.</summary>
+internal sealed record InstanceStatus(
+    string SocketPath,
+    string State,
+    string Circuit,
+    long InFlight,
+    LatencyStatus LatencyMs,
+    long Timeouts,
+    long Retries,
+    long LateReplies,
+    long Failures,
+    long Rejected,
+    DateTimeOffset? LastProbe,
+    bool? LastProbeSucceeded);
+
+/// <summary>Percentiles of the most recent (up to 256) successful attempts, in milliseconds.</summary>
+internal sealed record LatencyStatus(int Samples, double P50, double P90, double P99);

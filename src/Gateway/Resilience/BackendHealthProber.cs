@@ -1,0 +1,107 @@
+using Gateway.Routing;
+
+namespace Gateway.Resilience;
+
+/// <summary>
+/// Active health checks: PINGs every instance at its backend's <c>HealthCheck:Interval</c>. A failed probe
+/// ejects the instance; a successful one readmits it (and so readmits an instance ejected for failing requests).
+/// Readiness (<c>/readyz</c>) and <c>/admin/backends</c> read the result; they do not probe.
+/// </summary>
+internal sealed class BackendHealthProber(RouteTableProvider routes, TimeProvider timeProvider, ILogger<BackendHealthProber> logger) : BackgroundService
+{
+    private static readonly TimeSpan MinTick = TimeSpan.FromMilliseconds(100);
+    private readonly SemaphoreSlim _round = new(1, 1);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                await ProbeAsync(dueOnly: true, stoppingToken).ConfigureAwait(false);
+                await Task.Delay(Tick(), timeProvider, stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+        catch (Exception ex)
+        {
+            ResilienceLog.ProbeLoopFailed(logger, ex);
+        }
+    }
+
+    /// <summary>Probes every instance now (rounds never overlap, so results land in order).</summary>
+    public Task ProbeAllAsync(CancellationToken cancellationToken = default) => ProbeAsync(dueOnly: false, cancellationToken);
+
+    private async Task ProbeAsync(bool dueOnly, CancellationToken cancellationToken)
+    {
+        await _round.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var now = timeProvider.GetUtcNow();
+            var probes = new List<Task>();
+            foreach (var backend in routes.Current.Backends.Values)
+            {
+                foreach (var instance in backend.Instances)
+                {
+                    if (!dueOnly || instance.Resilience.LastProbe is not { } last || now - last >= backend.HealthCheck.Interval)
+                    {
+                        probes.Add(ProbeAsync(instance, backend.HealthCheck.Timeout, cancellationToken));
+                    }
+                }
+            }
+
+            await Task.WhenAll(probes).ConfigureAwait(false);
+        }
+        finally
+        {
+            _round.Release();
+        }
+    }
+
+    private async Task ProbeAsync(BackendInstance instance, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        bool healthy;
+        if (instance.Client is { } client)
+        {
+            healthy = await client.PingAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            // Raw daemons do not speak the protocol: the best evidence is that their socket file exists.
+            healthy = Path.Exists(instance.SocketPath);
+        }
+
+        switch (instance.Resilience.RecordProbe(healthy))
+        {
+            case true:
+                ResilienceLog.ProbeRecovered(logger, instance.SocketPath);
+                break;
+            case false:
+                ResilienceLog.ProbeFailed(logger, instance.SocketPath);
+                break;
+        }
+    }
+
+    private TimeSpan Tick()
+    {
+        var tick = TimeSpan.MaxValue;
+        foreach (var backend in routes.Current.Backends.Values)
+        {
+            if (backend.HealthCheck.Interval < tick)
+            {
+                tick = backend.HealthCheck.Interval;
+            }
+        }
+
+        return tick == TimeSpan.MaxValue ? TimeSpan.FromSeconds(10) : (tick < MinTick ? MinTick : tick);
+    }
+
+    public override void Dispose()
+    {
+        _round.Dispose();
+        base.Dispose();
+    }
+}

@@ -1,0 +1,170 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Gateway.Ipc.Client;
+using Gateway.Ipc.Diagnostics;
+using Gateway.Ipc.Protocol;
+using Gateway.Routing;
+using Polly;
+using Polly.Timeout;
+
+namespace Gateway.Resilience;
+
+/// <summary>
+/// The state of one forwarded request across its attempts, and the attempt itself: choose an instance, patch
+/// the attempt number and remaining budget into the frame (the correlation ID stays), wait for an in-flight
+/// slot, send through the instance's circuit breaker with the per-attempt timeout.
+/// </summary>
+/// <remarks>
+/// At most once: the backend's replay cache is keyed by (sender address, correlation ID) and every instance
+/// has its own cache, and each instance has its own client (reply socket). A retryable request that is not
+/// idempotent (it has an <c>Idempotency-Key</c>) therefore sticks to the instance of its first attempt, whose
+/// cache replays the reply; idempotent requests prefer an instance not yet tried. The correlation ID is
+/// reused on another instance's client too: each client has its own pending table, and their 64-bit
+/// sequences start at random values, so it does not collide there.
+/// </remarks>
+internal sealed class ForwardingAttempt
+{
+    private readonly List<BackendInstance> _tried = new(2);
+    private readonly ReadOnlyMemory<byte> _frame;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+
+    /// <summary>The instance of the first attempt (its client numbered the request).</summary>
+    private readonly BackendInstance _first;
+
+    public ForwardingAttempt(GatewayRoute route, BackendInstance first, ReadOnlyMemory<byte> frame, ulong correlationId, bool idempotent, bool retryable, TimeProvider timeProvider, ILogger logger)
+    {
+        Route = route;
+        _first = first;
+        _frame = frame;
+        CorrelationId = correlationId;
+        Idempotent = idempotent;
+        Retryable = retryable;
+        _timeProvider = timeProvider;
+        _logger = logger;
+        Deadline = route.Timeout == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : timeProvider.GetUtcNow() + route.Timeout;
+    }
+
+    public GatewayRoute Route { get; }
+
+    public ulong CorrelationId { get; }
+
+    public bool Idempotent { get; }
+
+    public bool Retryable { get; }
+
+    public DateTimeOffset Deadline { get; }
+
+    /// <summary>Attempts made so far.</summary>
+    public int Attempts { get; private set; }
+
+    /// <summary>The instance of the latest attempt.</summary>
+    public BackendInstance? Last { get; private set; }
+
+    /// <summary>Whether the latest attempt has sent (or may have sent) the request and not received its reply.</summary>
+    public bool LastMayBeRunning { get; private set; }
+
+    public static ValueTask<DatagramReply> RunAsync(ResilienceContext context, ForwardingAttempt state) => state.RunAsync(context.CancellationToken);
+
+    private async ValueTask<DatagramReply> RunAsync(CancellationToken cancellationToken)
+    {
+        var attempt = ++Attempts;
+        var previous = Last;
+        var instance = previous is null ? _first
+            : !Idempotent ? previous // sticky: only this instance's replay cache knows the request
+            : InstanceSelector.Select(Route.Backend, _tried);
+        if (previous is not null)
+        {
+            instance.Resilience.RecordRetry();
+            if (!ReferenceEquals(previous, instance) && LastMayBeRunning)
+            {
+                // Moving on: the previous instance may drop the work.
+                previous.Client?.SendCancel(CorrelationId);
+            }
+        }
+
+        Last = instance;
+        LastMayBeRunning = false;
+        if (!_tried.Contains(instance))
+        {
+            _tried.Add(instance);
+        }
+
+        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
+        var remaining = Deadline == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : Deadline - _timeProvider.GetUtcNow();
+        if (remaining != Timeout.InfiniteTimeSpan && remaining <= TimeSpan.Zero)
+        {
+            throw new TimeoutRejectedException("The request's time budget is spent.", Route.Timeout);
+        }
+
+        // The same correlation ID, the next attempt number, the budget that is left.
+        var frame = MemoryMarshal.AsMemory(_frame).Span;
+        FrameHeader.PatchAttempt(frame, (ushort)Math.Min(attempt, ushort.MaxValue));
+        FrameHeader.PatchBudget(frame, BudgetMs(remaining));
+
+        // Only a request that may be retried is cut at the attempt timeout; the last chance gets the whole budget.
+        var attemptTimeout = remaining;
+        if (Retryable && Route.Backend.AttemptTimeout is { } perAttempt && attempt < Route.Backend.Retry.MaxAttempts
+            && (remaining == Timeout.InfiniteTimeSpan || perAttempt < remaining))
+        {
+            attemptTimeout = perAttempt;
+        }
+
+        var resilience = instance.Resilience;
+        if (!await resilience.TryEnterAsync(cancellationToken).ConfigureAwait(false))
+        {
+            ResilienceLog.InstanceBusy(_logger, instance.SocketPath, resilience.Settings.MaxInFlight, Route.Name, resilience.Settings.QueueTimeout);
+            throw new InstanceBusyException(instance);
+        }
+
+        instance.Acquire();
+        var started = _timeProvider.GetTimestamp();
+        try
+        {
+            LastMayBeRunning = true;
+            var reply = await resilience.Breaker.ExecuteAsync(
+                static async (state, token) =>
+                {
+                    // One client span per attempt; the frame's traceparent becomes that span's context.
+                    var reply = await state.client.SendTracedAsync(state.frame, state.attemptTimeout, state.timeProvider, token).ConfigureAwait(false);
+                    if (reply.Kind == MessageKind.Error && reply.Error.Code == IpcErrorCode.Overloaded)
+                    {
+                        // Refused without running the handler: an instance failure, safe to retry.
+                        var message = reply.Error.GetMessage();
+                        reply.Dispose();
+                        throw new DatagramException(DatagramFailure.BackendOverloaded, state.client.BackendPath, OverloadedReplyPrefix + message);
+                    }
+
+                    return reply;
+                },
+                (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout, timeProvider: _timeProvider),
+                cancellationToken).ConfigureAwait(false);
+            LastMayBeRunning = false;
+            resilience.RecordSuccess(_timeProvider.GetElapsedTime(started));
+            return reply;
+        }
+        catch (DatagramException ex)
+        {
+            LastMayBeRunning = ex.Failure == DatagramFailure.Timeout;
+            if (resilience.RecordFailure(ex))
+            {
+                ResilienceLog.InstanceEjected(_logger, instance.SocketPath, resilience.Settings.EjectAfterFailures, ex.Failure);
+            }
+
+            throw;
+        }
+        finally
+        {
+            instance.Release();
+            resilience.Exit();
+        }
+    }
+
+    /// <summary>Starts the message of the exception that stands for an ERROR <c>OVERLOADED</c> reply.</summary>
+    public const string OverloadedReplyPrefix = "answered OVERLOADED: ";
+
+    public static uint BudgetMs(TimeSpan budget) =>
+        budget == Timeout.InfiniteTimeSpan ? 0u : (uint)Math.Clamp((long)Math.Ceiling(budget.TotalMilliseconds), 1, uint.MaxValue);
+
+    public string CorrelationText => CorrelationId.ToString("x16", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,210 @@
+using Gateway.Configuration;
+using Gateway.Ipc.Client;
+using Polly;
+using Polly.CircuitBreaker;
+
+namespace Gateway.Resilience;
+
+/// <summary>The per-instance resilience settings; part of an instance's identity, so a change makes a new instance.</summary>
+internal sealed record InstanceResilienceSettings(
+    int MaxInFlight,
+    TimeSpan QueueTimeout,
+    double FailureRatio,
+    int MinimumThroughput,
+    TimeSpan SamplingDuration,
+    TimeSpan BreakDuration,
+    int EjectAfterFailures)
+{
+    public static InstanceResilienceSettings Default { get; } = From(new BackendOptions());
+
+    public static InstanceResilienceSettings From(BackendOptions backend) => new(
+        backend.MaxInFlightPerInstance,
+        backend.QueueTimeout,
+        backend.CircuitBreaker.FailureRatio,
+        backend.CircuitBreaker.MinimumThroughput,
+        backend.CircuitBreaker.SamplingDuration,
+        backend.CircuitBreaker.BreakDuration,
+        backend.HealthCheck.EjectAfterFailures);
+}
+
+/// <summary>
+/// The resilience state of one backend instance: its Polly circuit breaker, its in-flight cap (bounded wait),
+/// ejection (passive: consecutive failures; active: PING probes) and the counters shown by <c>/admin/backends</c>.
+/// </summary>
+internal sealed class InstanceResilience : IDisposable
+{
+    private readonly TimeProvider _timeProvider;
+    private readonly SemaphoreSlim _slots;
+    private readonly LatencyWindow _latencies = new(256);
+    private int _consecutiveFailures;
+    private int _ejected;
+    private long _timeouts;
+    private long _retries;
+    private long _rejected;
+    private long _failures;
+
+    public InstanceResilience(InstanceResilienceSettings settings, TimeProvider timeProvider)
+    {
+        Settings = settings;
+        _timeProvider = timeProvider;
+        _slots = new SemaphoreSlim(settings.MaxInFlight, settings.MaxInFlight);
+        var builder = new ResiliencePipelineBuilder { TimeProvider = timeProvider };
+        builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
+        {
+            FailureRatio = settings.FailureRatio,
+            MinimumThroughput = settings.MinimumThroughput,
+            SamplingDuration = settings.SamplingDuration,
+            BreakDuration = settings.BreakDuration,
+            StateProvider = Circuit,
+            ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception)),
+        });
+        Breaker = builder.Build();
+    }
+
+    public InstanceResilienceSettings Settings { get; }
+
+    /// <summary>The instance's circuit breaker (Polly); wraps each attempt sent to the instance.</summary>
+    public ResiliencePipeline Breaker { get; }
+
+    public CircuitBreakerStateProvider Circuit { get; } = new();
+
+    /// <summary>Ejected: too many consecutive failures or a failed probe; only a successful probe readmits it.</summary>
+    public bool IsEjected => Volatile.Read(ref _ejected) != 0;
+
+    /// <summary>Eligible for new requests: not ejected and the circuit is not open.</summary>
+    public bool IsAvailable => !IsEjected && Circuit.CircuitState is CircuitState.Closed or CircuitState.HalfOpen;
+
+    public long Timeouts => Interlocked.Read(ref _timeouts);
+
+    public long Retries => Interlocked.Read(ref _retries);
+
+    public long Rejected => Interlocked.Read(ref _rejected);
+
+    public long Failures => Interlocked.Read(ref _failures);
+
+    public DateTimeOffset? LastProbe { get; private set; }
+
+    public bool? LastProbeSucceeded { get; private set; }
+
+    /// <summary>Failures that say something about the instance (not about the request or the caller).</summary>
+    public static bool IsInstanceFailure(Exception? exception) => exception is DatagramException
+    {
+        Failure: DatagramFailure.Timeout or DatagramFailure.BackendAbsent or DatagramFailure.BackendOverloaded,
+    };
+
+    /// <summary>Waits up to the queue timeout for an in-flight slot; false when none freed up in time.</summary>
+    public async ValueTask<bool> TryEnterAsync(CancellationToken cancellationToken)
+    {
+        if (_slots.Wait(0, CancellationToken.None))
+        {
+            return true;
+        }
+
+        if (Settings.QueueTimeout <= TimeSpan.Zero)
+        {
+            Interlocked.Increment(ref _rejected);
+            return false;
+        }
+
+        using var timeout = new CancellationTokenSource(Settings.QueueTimeout, _timeProvider);
+        OnQueued?.Invoke();
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
+        try
+        {
+            await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _rejected);
+            return false;
+        }
+    }
+
+    public void Exit() => _slots.Release();
+
+    /// <summary>Test hook: called when a request starts waiting for a slot (its queue timeout is running).</summary>
+    internal Action? OnQueued { get; set; }
+
+    public void RecordSuccess(TimeSpan latency)
+    {
+        _latencies.Add(latency.TotalMilliseconds);
+        Volatile.Write(ref _consecutiveFailures, 0);
+    }
+
+    /// <summary>Counts a failed attempt; returns true when this failure ejected the instance.</summary>
+    public bool RecordFailure(Exception exception)
+    {
+        if (!IsInstanceFailure(exception))
+        {
+            return false;
+        }
+
+        Interlocked.Increment(ref _failures);
+        if (exception is DatagramException { Failure: DatagramFailure.Timeout })
+        {
+            Interlocked.Increment(ref _timeouts);
+        }
+
+        return Interlocked.Increment(ref _consecutiveFailures) >= Settings.EjectAfterFailures
+            && Interlocked.Exchange(ref _ejected, 1) == 0;
+    }
+
+    public void RecordRetry() => Interlocked.Increment(ref _retries);
+
+    /// <summary>Records a probe; returns the change of ejection state, if any (true = readmitted, false = ejected).</summary>
+    public bool? RecordProbe(bool healthy)
+    {
+        LastProbe = _timeProvider.GetUtcNow();
+        LastProbeSucceeded = healthy;
+        if (healthy)
+        {
+            Volatile.Write(ref _consecutiveFailures, 0);
+            return Interlocked.Exchange(ref _ejected, 0) != 0 ? true : null;
+        }
+
+        return Interlocked.Exchange(ref _ejected, 1) == 0 ? false : null;
+    }
+
+    public (double P50, double P90, double P99, int Samples) LatencyPercentiles() => _latencies.Percentiles();
+
+    public void Dispose() => _slots.Dispose();
+}
+
+/// <summary>The most recent latencies of an instance (a ring), for percentiles.</summary>
+internal sealed class LatencyWindow(int capacity)
+{
+    private readonly double[] _samples = new double[capacity];
+    private readonly Lock _gate = new();
+    private int _count;
+    private int _next;
+
+    public void Add(double milliseconds)
+    {
+        lock (_gate)
+        {
+            _samples[_next] = milliseconds;
+            _next = (_next + 1) % _samples.Length;
+            _count = Math.Min(_count + 1, _samples.Length);
+        }
+    }
+
+    public (double P50, double P90, double P99, int Samples) Percentiles()
+    {
+        double[] copy;
+        lock (_gate)
+        {
+            copy = _samples[.._count];
+        }
+
+        if (copy.Length == 0)
+        {
+            return (0, 0, 0, 0);
+        }
+
+        Array.Sort(copy);
+        return (At(copy, 0.50), At(copy, 0.90), At(copy, 0.99), copy.Length);
+
+        static double At(double[] sorted, double q) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+    }
+}

@@ -1,0 +1,104 @@
+using System.Net;
+using Gateway.Ipc.Backend;
+using Gateway.Ipc.Protocol;
+using Gateway.Testing;
+using Gateway.Tests.Forwarding;
+using Gateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Gateway.Tests.Resilience;
+
+/// <summary>Retries keep the correlation ID and bump the attempt, so the backend's replay cache answers them.</summary>
+public class AtMostOnceTests
+{
+    [Fact]
+    public async Task PostWithIdempotencyKey_FirstReplyLost_HandlerRunsOnce_ClientGetsTheReply()
+    {
+        using var dir = new TempSocketDirectory();
+        var executions = 0;
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) =>
+        {
+            Interlocked.Increment(ref executions);
+            return ValueTask.FromResult(BackendResponse.Text("created #" + request.CorrelationId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture), 201));
+        });
+        await using var proxy = new DatagramFaultProxy(dir.Socket("proxy.sock"), dir.Socket("proxy-up.sock"), backend.SocketPath);
+        proxy.DropReplies(1);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, ResilienceSettings.Route(proxy.SocketPath), s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        using var message = new HttpRequestMessage(HttpMethod.Post, "/api/orders") { Content = new StringContent("{}") };
+        message.Headers.Add("Idempotency-Key", "order-1");
+
+        var pending = client.SendAsync(message);
+        await proxy.ReplyDropped.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(pending.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(1)); // the attempt timeout: attempt 2 goes out
+        using var response = await pending.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        var correlation = response.Headers.GetValues("X-Correlation-Id").Single();
+        Assert.Equal("created #" + correlation, await response.Content.ReadAsStringAsync());
+        Assert.Equal(1, Volatile.Read(ref executions));
+        var requests = proxy.Requests;
+        Assert.Equal(2, requests.Count);
+        Assert.Equal(requests[0].CorrelationId, requests[1].CorrelationId);
+        Assert.Equal([(ushort)1, (ushort)2], requests.Select(r => r.Attempt));
+        Assert.True(requests[1].BudgetMs < requests[0].BudgetMs); // the remaining budget travels
+        var reply = Assert.Single(proxy.Replies);
+        Assert.True((reply.Flags & MessageFlags.Replay) != 0);
+        Assert.Equal(2, reply.Attempt);
+    }
+
+    [Fact]
+    public async Task PostWithoutIdempotencyKey_ReplyLost_IsA504_NeverSentTwice()
+    {
+        using var dir = new TempSocketDirectory();
+        var executions = 0;
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (_, _) =>
+        {
+            Interlocked.Increment(ref executions);
+            return ValueTask.FromResult(BackendResponse.Text("created", 201));
+        });
+        await using var proxy = new DatagramFaultProxy(dir.Socket("proxy.sock"), dir.Socket("proxy-up.sock"), backend.SocketPath);
+        proxy.DropReplies(1);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, ResilienceSettings.Route(proxy.SocketPath), s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+
+        var pending = client.PostAsync("/api/orders", new StringContent("{}"));
+        await proxy.ReplyDropped.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        time.Advance(TimeSpan.FromSeconds(1)); // an attempt timeout does not cut a request that cannot be retried
+        Assert.False(pending.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(9)); // the whole budget
+        using var response = await pending.WaitAsync(TimeSpan.FromSeconds(30));
+
+        await ForwardingTests.ReadProblemAsync(response, HttpStatusCode.GatewayTimeout, "timeout");
+        Assert.Equal(1, Volatile.Read(ref executions));
+        var request = Assert.Single(proxy.Requests);
+        Assert.Equal(1, request.Attempt);
+    }
+
+    [Fact]
+    public async Task DuplicatedReplies_TheFirstIsUsed_TheHandlerRunsOncePerRequest()
+    {
+        using var dir = new TempSocketDirectory();
+        var executions = 0;
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) =>
+        {
+            var n = Interlocked.Increment(ref executions);
+            return ValueTask.FromResult(BackendResponse.Text($"reply {n} to {request.Target}"));
+        });
+        await using var proxy = new DatagramFaultProxy(dir.Socket("proxy.sock"), dir.Socket("proxy-up.sock"), backend.SocketPath) { DuplicateReplies = true };
+        await using var factory = new GatewayFactory(dir, ResilienceSettings.Route(proxy.SocketPath));
+        using var client = factory.CreateClient();
+
+        var first = await client.GetStringAsync("/api/one");
+        var second = await client.GetStringAsync("/api/two");
+
+        Assert.Equal("reply 1 to /api/one", first);
+        Assert.Equal("reply 2 to /api/two", second);
+        Assert.Equal(2, Volatile.Read(ref executions));
+        Assert.Equal(4, proxy.Replies.Count); // each reply really was delivered twice
+    }
+}

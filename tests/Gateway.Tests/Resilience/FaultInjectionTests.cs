@@ -1,0 +1,186 @@
+using System.Net;
+using Gateway.Ipc.Backend;
+using Gateway.Routing;
+using Gateway.Testing;
+using Gateway.Tests.Forwarding;
+using Gateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Polly.CircuitBreaker;
+
+namespace Gateway.Tests.Resilience;
+
+/// <summary>Killed, slow, failing and saturated instances, over real datagram sockets.</summary>
+public class FaultInjectionTests
+{
+    [Fact]
+    public async Task InstanceKilledDuringBurst_IdempotentSucceedElsewhere_NonIdempotentFailDefinitely_NeverTwice()
+    {
+        using var dir = new TempSocketDirectory();
+        var executedOnA = 0;
+        var executedOnB = 0;
+        var a = await TestBackend.StartAsync(dir.Socket("a.sock"), (r, _) =>
+        {
+            Interlocked.Increment(ref executedOnA);
+            return ValueTask.FromResult(BackendResponse.Text("a"));
+        });
+        await using var b = await TestBackend.StartAsync(dir.Socket("b.sock"), (r, _) =>
+        {
+            Interlocked.Increment(ref executedOnB);
+            return ValueTask.FromResult(BackendResponse.Text("b"));
+        });
+        await using var factory = new GatewayFactory(dir, ResilienceSettings.Route(a.SocketPath, b.SocketPath));
+        using var client = factory.CreateClient();
+
+        // First half of the burst with both instances up, then instance a dies, then the second half.
+        var firstHalf = await Task.WhenAll(Enumerable.Range(0, 10).Select(i => client.GetAsync($"/api/x{i}")));
+        await a.DisposeAsync();
+        var gets = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => client.GetAsync($"/api/y{i}")));
+        var posts = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => client.PostAsync($"/api/z{i}", new StringContent("x"))));
+
+        var firstBodies = await Task.WhenAll(firstHalf.Select(r => r.Content.ReadAsStringAsync()));
+        var getBodies = await Task.WhenAll(gets.Select(r => r.Content.ReadAsStringAsync()));
+        Assert.All(firstHalf, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(gets, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(getBodies, body => Assert.Equal("b", body));
+        var postOk = posts.Count(r => r.StatusCode == HttpStatusCode.OK);
+        var postFailed = posts.Where(r => r.StatusCode != HttpStatusCode.OK).ToList();
+        Assert.All(postFailed, r => Assert.Equal(HttpStatusCode.ServiceUnavailable, r.StatusCode));
+        Assert.All(postFailed, r => Assert.NotNull(r.Headers.RetryAfter));
+
+        // Every request executed at most once: b ran exactly the requests that succeeded there.
+        var firstOnB = firstBodies.Count(body => body == "b");
+        Assert.Equal(10 - firstOnB, Volatile.Read(ref executedOnA));
+        Assert.Equal(firstOnB + 20 + postOk, Volatile.Read(ref executedOnB));
+        foreach (var r in firstHalf.Concat(gets).Concat(posts))
+        {
+            r.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task SlowInstance_AttemptTimesOut_TheRetrySucceedsOnTheOtherInstance()
+    {
+        using var dir = new TempSocketDirectory();
+        var slowEntered = new TaskCompletionSource<BackendRequest>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var slowCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var slow = await TestBackend.StartAsync(dir.Socket("slow.sock"), async (request, token) =>
+        {
+            token.Register(() => slowCancelled.TrySetResult());
+            slowEntered.TrySetResult(request);
+            await Task.Delay(Timeout.Infinite, token);
+            return BackendResponse.Text("never");
+        });
+        BackendRequest? fastSeen = null;
+        await using var fast = await TestBackend.StartAsync(dir.Socket("fast.sock"), (request, _) =>
+        {
+            fastSeen = request;
+            return ValueTask.FromResult(BackendResponse.Text("fast"));
+        });
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, ResilienceSettings.Route(slow.SocketPath, fast.SocketPath), s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+
+        // Round robin: one of two consecutive requests starts on the slow instance.
+        HttpResponseMessage? response = null;
+        for (var i = 0; i < 2 && response is null; i++)
+        {
+            var pending = client.GetAsync("/api/item");
+            if (await Task.WhenAny(slowEntered.Task, pending) == pending)
+            {
+                (await pending).Dispose();
+                continue;
+            }
+
+            time.Advance(TimeSpan.FromSeconds(1)); // the attempt timeout
+            response = await pending.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        Assert.NotNull(response);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("fast", await response.Content.ReadAsStringAsync());
+        var first = await slowEntered.Task;
+        Assert.NotNull(fastSeen);
+        Assert.Equal(first.CorrelationId, fastSeen.CorrelationId);
+        Assert.Equal(2, fastSeen.Attempt);
+        await slowCancelled.Task.WaitAsync(TimeSpan.FromSeconds(30)); // the abandoned attempt was cancelled
+        response.Dispose();
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_OpensOnFailures_ThenClosesAfterASuccessfulTrial()
+    {
+        using var dir = new TempSocketDirectory();
+        var path = dir.Socket("b.sock");
+        var settings = ResilienceSettings.Route(path);
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        settings["Gateway:Backends:b:CircuitBreaker:MinimumThroughput"] = "2";
+        settings["Gateway:Backends:b:CircuitBreaker:BreakDuration"] = "00:00:05";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+
+        // Nothing bound: two failures open the circuit; the third request is refused without sending.
+        using (var r1 = await client.GetAsync("/api/1"))
+        {
+            await ForwardingTests.ReadProblemAsync(r1, HttpStatusCode.ServiceUnavailable, "backend-absent");
+        }
+
+        using (var r2 = await client.GetAsync("/api/2"))
+        {
+            await ForwardingTests.ReadProblemAsync(r2, HttpStatusCode.ServiceUnavailable, "backend-absent");
+        }
+
+        Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
+        await using var backend = await TestBackend.StartAsync(path, (_, _) => ValueTask.FromResult(BackendResponse.Text("up")));
+        using (var r3 = await client.GetAsync("/api/3"))
+        {
+            await ForwardingTests.ReadProblemAsync(r3, HttpStatusCode.ServiceUnavailable, "circuit-open");
+        }
+
+        time.Advance(TimeSpan.FromSeconds(5));
+        using var r4 = await client.GetAsync("/api/4");
+
+        Assert.Equal(HttpStatusCode.OK, r4.StatusCode);
+        Assert.Equal(CircuitState.Closed, instance.Resilience.Circuit.CircuitState);
+    }
+
+    [Fact]
+    public async Task InFlightCapReached_RequestWaitsTheQueueTimeout_Then503WithRetryAfter()
+    {
+        using var dir = new TempSocketDirectory();
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), async (_, _) =>
+        {
+            entered.TrySetResult();
+            await release.Task;
+            return BackendResponse.Text("done");
+        });
+        var settings = ResilienceSettings.Route(backend.SocketPath);
+        settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
+        settings["Gateway:Backends:b:QueueTimeout"] = "00:00:02";
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        instance.Resilience.OnQueued = () => waiting.TrySetResult();
+
+        var first = client.GetAsync("/api/first");
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var second = client.GetAsync("/api/second");
+        await waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        time.Advance(TimeSpan.FromSeconds(2));
+        using var rejected = await second.WaitAsync(TimeSpan.FromSeconds(30));
+        release.TrySetResult();
+        using var done = await first.WaitAsync(TimeSpan.FromSeconds(30));
+
+        await ForwardingTests.ReadProblemAsync(rejected, HttpStatusCode.ServiceUnavailable, "backend-busy");
+        Assert.Equal(TimeSpan.FromSeconds(1), rejected.Headers.RetryAfter?.Delta);
+        Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+        Assert.Equal(1, instance.Resilience.Rejected);
+    }
+}
