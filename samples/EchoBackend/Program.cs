@@ -7,6 +7,12 @@ using Microsoft.Extensions.Hosting;
 
 var builder = Host.CreateApplicationBuilder(args);
 builder.Services
-    .AddDatagramBackend("echo", builder.Configuration.GetSection("Backend"), o => o.SocketPath = "/tmp/gateway/echo.sock")
+    .AddDatagramBackend("echo", builder.Configuration.GetSection("Backend"), o =>
+    {
+        o.SocketPath = "/tmp/gateway/echo.sock";
+
+        // The echo answers at once (or awaits its delay): start it on the receive thread, no thread-pool hop.
+        o.RunHandlersInline = true;
+    })
     .Map<EchoHandler>();
 builder.Build().Run();

@@ -86,6 +86,15 @@ public sealed class DatagramBackendOptions
     [TimeSpanRange("00:00:00.001", "00:10:00")]
     public TimeSpan ReplySendTimeout { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Whether a request's handler is started on the receive thread instead of being queued to the thread pool
+    /// (default <see langword="false"/>). It then runs there until its first asynchronous wait, and a reply it has
+    /// ready by then is sent from there too: one thread wake-up less per request, which on a small, busy machine is
+    /// most of a request's cost. Only for handlers that do little synchronous work before they await (or finish):
+    /// while a handler runs inline, no other datagram is received.
+    /// </summary>
+    public bool RunHandlersInline { get; set; }
+
     /// <summary>The parsed <see cref="FileMode"/>.</summary>
     internal UnixFileMode GetUnixFileMode() => Transport.UnixSocketFile.ParseFileMode(FileMode);
 }

@@ -39,6 +39,9 @@ namespace Gateway.Ipc.Client;
 /// </remarks>
 public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 {
+    /// <summary>How long one poll() of the receive loop waits before it checks for dispose.</summary>
+    private const int ReceivePollMicroseconds = 50_000;
+
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     private readonly DatagramClientOptions _options;
@@ -112,7 +115,11 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         _sendQueue = new DatagramSendQueue(
             _socket, _backendAddress, _options.SendTimeout, _options.MaxSendQueueLength, _options.MaxSendQueueBytes, SendWaitMode.AsyncSend, _timeProvider);
         Log.Started(_logger, LocalAddress, BackendPath);
-        _receiveLoop = ReceiveLoopAsync();
+
+        // A dedicated thread waits in poll() and drains replies with synchronous receives: no socket-engine and
+        // thread-pool trip per reply, and a burst of replies leaves the 11-datagram queue fast (a full queue makes
+        // the backend's sends wait). Callers' continuations still run on the thread pool (never on this thread).
+        _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
     /// <summary>The backend's socket path.</summary>
@@ -396,10 +403,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         }
     }
 
-    private async Task ReceiveLoopAsync()
+    private void ReceiveLoop()
     {
-        // Let the constructor return before the first receive.
-        await Task.Yield();
         var buffer = GC.AllocateUninitializedArray<byte>(ProtocolConstants.MaxDatagram + 1, pinned: true);
         var sender = new SocketAddress(AddressFamily.Unix, UnixAddress.MaxSize);
         try
@@ -411,9 +416,9 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                 {
                     // A receive shrinks Size to the sender's address length: reset it every time.
                     sender.Size = UnixAddress.MaxSize;
-                    received = await _socket.ReceiveFromAsync(buffer.AsMemory(), SocketFlags.None, sender).ConfigureAwait(false);
+                    received = ReceiveFrom(buffer, sender);
                 }
-                catch (Exception ex) when (ex is ObjectDisposedException or SocketException && Volatile.Read(ref _disposed) != 0)
+                catch (Exception ex) when (ex is ObjectDisposedException or SocketException or OperationCanceledException && Volatile.Read(ref _disposed) != 0)
                 {
                     break;
                 }
@@ -438,6 +443,32 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         finally
         {
             _reassembler.Dispose();
+        }
+    }
+
+    /// <summary>Waits for the next datagram (poll, then a non-blocking receive); throws once disposed.</summary>
+    private int ReceiveFrom(byte[] buffer, SocketAddress sender)
+    {
+        while (true)
+        {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                throw new OperationCanceledException();
+            }
+
+            if (!_socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead))
+            {
+                continue;
+            }
+
+            try
+            {
+                return _socket.ReceiveFrom(buffer, SocketFlags.None, sender);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
+            {
+                // Readable but nothing to read (spurious wake-up): wait again.
+            }
         }
     }
 

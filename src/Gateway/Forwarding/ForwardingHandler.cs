@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.IO.Pipelines;
-using System.Text;
 using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
@@ -10,7 +9,6 @@ using Gateway.Ipc.Raw;
 using Gateway.Resilience;
 using Gateway.Routing;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Net.Http.Headers;
 using Polly;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
@@ -350,37 +348,11 @@ internal sealed class ForwardingHandler
         {
             if (HeaderRules.CopyResponseHeader(field.Name))
             {
-                headers.Append(HeaderName(field.Name), Encoding.UTF8.GetString(field.Value));
+                headers.Append(ResponseHeaderNames.GetName(field.Name), ResponseHeaderNames.GetValue(field.Value));
             }
         }
 
         return reply.Payload.Length - view.Body.Length;
-    }
-
-    private static string HeaderName(ReadOnlySpan<byte> name)
-    {
-        // The common names as constants, so the hot path does not allocate them.
-        if (name.SequenceEqual("content-type"u8))
-        {
-            return HeaderNames.ContentType;
-        }
-
-        if (name.SequenceEqual("cache-control"u8))
-        {
-            return HeaderNames.CacheControl;
-        }
-
-        if (name.SequenceEqual("etag"u8))
-        {
-            return HeaderNames.ETag;
-        }
-
-        if (name.SequenceEqual("location"u8))
-        {
-            return HeaderNames.Location;
-        }
-
-        return Encoding.ASCII.GetString(name);
     }
 
     private static (GatewayFailure Failure, string Detail) Describe(DatagramException ex, GatewayRoute route, BackendInstance instance, TimeSpan budget)

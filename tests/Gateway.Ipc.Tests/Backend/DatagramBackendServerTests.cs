@@ -128,6 +128,55 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
         Assert.Equal(0, server.Statistics.ReplyFailures);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task RunHandlersInline_SynchronousAndAwaitingHandlers_AllAnsweredWithTheirIds(bool inline)
+    {
+        // Even ids complete synchronously (sent from the receive thread when inline), odd ids await first.
+        const int Count = 200;
+        var server = await StartAsync(
+            async (request, ct) =>
+            {
+                if (request.CorrelationId % 2 == 1)
+                {
+                    await Task.Yield();
+                }
+
+                return BackendResponse.Text(request.CorrelationId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            },
+            o =>
+            {
+                o.RunHandlersInline = inline;
+                o.ReplySendTimeout = TimeSpan.FromMinutes(1);
+            });
+        using var client = new TestClient(server.SocketPath);
+        var backend = new UnixDomainSocketEndPoint(server.SocketPath);
+
+        var answered = new ConcurrentDictionary<ulong, string>();
+        var receiving = Task.Run(async () =>
+        {
+            while (answered.Count < Count)
+            {
+                var reply = await client.ReceiveAsync();
+                Assert.Equal(MessageKind.Response, reply.Header.Kind);
+                Assert.True(answered.TryAdd(reply.Header.CorrelationId, reply.BodyText), $"Duplicate reply for {reply.Header.CorrelationId}.");
+            }
+        });
+
+        using var writer = new FrameWriter();
+        for (ulong id = 1; id <= Count; id++)
+        {
+            writer.BeginRequest(id, 1, 0, "GET", "/n");
+            await client.Socket.SendToAsync(writer.Complete(), SocketFlags.None, backend);
+        }
+
+        await receiving;
+        Assert.All(answered, pair => Assert.Equal(pair.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), pair.Value));
+        Assert.Equal(Count, server.Statistics.Executed);
+        Assert.Equal(0, server.Statistics.ReplyFailures);
+    }
+
     [Fact]
     public async Task Retry_AfterCompletion_ReplaysCachedReplyWithRetryAttemptAndReplayFlag_WithoutExecuting()
     {

@@ -239,7 +239,9 @@ public sealed class SendQueueTests
         }
 
         Assert.False(big.IsCompleted); // The test backend never answers it.
-        Assert.Equal(31, client.Statistics.RequestsSent);
+        // The 30 answered requests were counted before their replies completed them; the big request's count is
+        // taken by the send-queue loop once its last fragment is out, which may still be running here.
+        Assert.InRange(client.Statistics.RequestsSent, 30, 31);
     }
 
     private static DatagramClient Client(string backendPath, TimeProvider time) =>
