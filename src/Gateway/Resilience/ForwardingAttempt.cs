@@ -155,8 +155,9 @@ internal sealed class ForwardingAttempt
         }
         finally
         {
-            instance.Release();
+            // Slot first: releasing the last in-flight request of a retired instance disposes it (and its slots).
             resilience.Exit();
+            instance.Release();
         }
     }
 
