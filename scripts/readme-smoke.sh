@@ -47,15 +47,16 @@ n=0; bad=0
 while IFS= read -r case; do
   cmd=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["cmd"])' "$case")
   expected=$(python3 -c 'import json,sys; print("\n".join(json.loads(sys.argv[1])["out"]))' "$case")
-  actual=$(bash -c "$cmd" 2>&1 || true)
+  # stdout only, as a reader sees it: curl writes its progress meter to stderr when stdout is not a terminal.
+  actual=$(bash -c "$cmd" 2>"$log.err" || true)
   n=$((n + 1))
   if [ "$actual" == "$expected" ]; then
     echo "ok   $cmd"
   else
-    echo "FAIL $cmd"; echo "  expected: $expected"; echo "  actual:   $actual"; bad=$((bad + 1))
+    echo "FAIL $cmd"; echo "  expected: $expected"; echo "  actual:   $actual"; echo "  stderr:   $(cat "$log.err")"; bad=$((bad + 1))
   fi
 done <"$log.cases"
-rm -f "$log.cases"
+rm -f "$log.cases" "$log.err"
 [ "$n" -gt 0 ] || { echo "README has no curl --unix-socket examples in console blocks"; exit 1; }
 echo "README smoke: $n commands, $bad failed"
 [ "$bad" -eq 0 ]
