@@ -9,11 +9,12 @@ public static class SampleBackends
 
     public static string Dll(string project) => RepoPaths.Combine("samples", project, "bin", Configuration, "net10.0", project + ".dll");
 
-    public static Task<ExternalProcess> StartEchoAsync(string socketPath) => StartAsync("EchoBackend", socketPath);
+    /// <summary>Starts samples/EchoBackend on <paramref name="socketPath"/>; <paramref name="arguments"/> are more configuration (e.g. <c>--OTEL_SERVICE_NAME=x</c>).</summary>
+    public static Task<ExternalProcess> StartEchoAsync(string socketPath, params string[] arguments) => StartAsync("EchoBackend", socketPath, arguments);
 
-    public static Task<ExternalProcess> StartKeyValueAsync(string socketPath) => StartAsync("KeyValueBackend", socketPath);
+    public static Task<ExternalProcess> StartKeyValueAsync(string socketPath) => StartAsync("KeyValueBackend", socketPath, []);
 
-    private static async Task<ExternalProcess> StartAsync(string project, string socketPath)
+    private static async Task<ExternalProcess> StartAsync(string project, string socketPath, string[] arguments)
     {
         var dll = Dll(project);
         if (!File.Exists(dll))
@@ -21,7 +22,7 @@ public static class SampleBackends
             throw new InvalidOperationException($"{dll} is missing: the test project references {project}, so building it builds the sample.");
         }
 
-        var process = ExternalProcess.Start("dotnet", dll, "--Backend:SocketPath=" + socketPath);
+        var process = ExternalProcess.Start("dotnet", [dll, "--Backend:SocketPath=" + socketPath, .. arguments]);
         await process.WaitForFileAsync(socketPath);
         return process;
     }
