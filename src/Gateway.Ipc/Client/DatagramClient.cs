@@ -53,7 +53,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     private readonly ConcurrentDictionary<ulong, PendingRequest> _pending = new();
     private readonly Reassembler _reassembler;
     private readonly string? _replyPath;
-    private readonly FileIdentity? _replyFile;
+    private readonly UnixSocketFile.FileIdentity? _replyFile;
     private readonly Task _receiveLoop;
     private readonly DatagramSendQueue _sendQueue;
     private long _nextCorrelationId;
@@ -100,7 +100,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             {
                 _replyPath = _options.ReplyPath;
                 _socket.Bind(new SocketAddressEndPoint(new UnixDomainSocketEndPoint(_replyPath).Serialize()));
-                _replyFile = FileIdentity.TryGet(_replyPath, out var identity) ? identity : null;
+                _replyFile = UnixSocketFile.TryGetIdentity(_replyPath, out var identity) ? identity : null;
                 LocalAddress = _replyPath;
             }
 
@@ -266,7 +266,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 
         if (_replyPath is not null)
         {
-            if (_replyFile is { } identity && FileIdentity.DeleteIfSame(_replyPath, identity))
+            if (_replyFile is { } identity && UnixSocketFile.DeleteIfSame(_replyPath, identity))
             {
                 Log.ReplyPathRemoved(_logger, _replyPath);
             }

@@ -243,19 +243,39 @@ public sealed class UnixSocketFile : IDisposable
 
         // The socket was bound through UntrackedUnixEndPoint, so this does not unlink anything.
         Socket.Dispose();
-        if (TryGetIdentity(Path, out var current, out _) && current == _identity)
+        DeleteIfSame(Path, _identity);
+    }
+
+    /// <summary>Reads the identity (device and inode) of <paramref name="path"/>, if it exists.</summary>
+    internal static bool TryGetIdentity(string path, out FileIdentity identity) =>
+        TryGetIdentity(path, out identity, out _);
+
+    /// <summary>
+    /// Deletes <paramref name="path"/> if it still is the file <paramref name="expected"/> identifies: a successor's file
+    /// at the same path is left alone. A small window remains between the check and the unlink; it is harmless when
+    /// the directory is private.
+    /// </summary>
+    /// <returns>Whether the file was deleted.</returns>
+    internal static bool DeleteIfSame(string path, FileIdentity expected)
+    {
+        try
         {
-            try
+            if (!TryGetIdentity(path, out var current, out _) || current != expected)
             {
-                File.Delete(Path);
+                return false;
             }
-            catch (IOException)
-            {
-                // Already gone or not ours to delete: nothing to clean up.
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
+
+            File.Delete(path);
+            return true;
+        }
+        catch (IOException)
+        {
+            // Already gone or not ours to delete: nothing to clean up.
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 
