@@ -1,3 +1,4 @@
+using Gateway.Testing;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -41,7 +42,7 @@ public sealed partial class BackendProcess : IAsyncDisposable
     {
         var start = new ProcessStartInfo(launch.FileName)
         {
-            WorkingDirectory = RepositoryRoot.Path,
+            WorkingDirectory = RepoPaths.Root,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,

@@ -1,4 +1,5 @@
 using System.Reflection;
+using Gateway.Testing;
 using Xunit.Sdk;
 
 namespace Gateway.Conformance.Tests;
@@ -19,7 +20,7 @@ public sealed record BackendLaunch(string Name, string FileName, string[] Argume
     }.ToDictionary(b => b.Name);
 
     /// <summary>The C# sample, built with this test project (ProjectReference) in the same configuration.</summary>
-    private static string EchoBackendDll => Path.Combine(AppContext.BaseDirectory, "backends", "echo", "EchoBackend.dll");
+    private static string EchoBackendDll => SampleBackends.Dll("EchoBackend");
 
     private static string? EchoBackendNotReady() =>
         File.Exists(EchoBackendDll) ? null : $"{EchoBackendDll} was not built";
@@ -38,23 +39,4 @@ public sealed class BackendAttribute : DataAttribute
     public string Name { get; }
 
     public override IEnumerable<object[]> GetData(MethodInfo testMethod) => [[Name]];
-}
-
-/// <summary>The repository root: the first directory above the test binaries that holds Gateway.sln.</summary>
-public static class RepositoryRoot
-{
-    public static string Path { get; } = Find();
-
-    private static string Find()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(System.IO.Path.Combine(dir.FullName, "Gateway.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"No Gateway.sln above {AppContext.BaseDirectory}.");
-    }
 }
