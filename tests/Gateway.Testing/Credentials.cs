@@ -50,6 +50,35 @@ public static partial class Credentials
         }
     }
 
+    /// <summary>Sends <paramref name="datagram"/> with one file descriptor attached (<c>SCM_RIGHTS</c>).</summary>
+    /// <returns>0 on success, else the errno.</returns>
+    public static unsafe int SendWithDescriptor(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress destination, SafeHandle descriptor)
+    {
+        var headerSize = (IntPtr.Size + 8 + IntPtr.Size - 1) & ~(IntPtr.Size - 1);
+        var control = stackalloc byte[64];
+        new Span<byte>(control, 64).Clear();
+        *(nuint*)control = (nuint)(headerSize + 4);
+        *(int*)(control + IntPtr.Size) = SolSocket;
+        *(int*)(control + IntPtr.Size + 4) = 1; // SCM_RIGHTS
+        *(int*)(control + headerSize) = (int)descriptor.DangerousGetHandle();
+        var address = destination.Buffer.Span[..destination.Size];
+        fixed (byte* data = datagram)
+        fixed (byte* name = address)
+        {
+            var iov = new IoVec { Base = data, Length = (nuint)datagram.Length };
+            var message = new MsgHdr
+            {
+                Name = name,
+                NameLength = (uint)address.Length,
+                Iov = &iov,
+                IovLength = 1,
+                Control = control,
+                ControlLength = (nuint)((headerSize + 4 + IntPtr.Size - 1) & ~(IntPtr.Size - 1)),
+            };
+            return SendMsg(socket.SafeHandle, &message, 0) < 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
+    }
+
     [LibraryImport("libc", EntryPoint = "getuid")]
     private static partial uint GetUid();
 

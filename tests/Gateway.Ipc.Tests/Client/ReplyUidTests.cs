@@ -156,4 +156,37 @@ public class ReplyUidTests
         Assert.Equal("claimed", Encoding.UTF8.GetString(claimed.Response.Body));
         Assert.Equal(0, expectsForged.Statistics.ForeignUidReplies);
     }
+
+    [Fact]
+    public async Task ExpectedReplyUid_DatagramCarryingAFileDescriptor_DescriptorClosedNotLeaked()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = new FakeBackend(dir.Socket("b"));
+        await using var client = Client(backend.Path, Credentials.RealUid);
+        var file = dir.Socket("smuggled.txt");
+        await File.WriteAllTextAsync(file, "x");
+        using (var handle = File.OpenHandle(file))
+        {
+            Assert.Equal(0, Credentials.SendWithDescriptor(backend.Socket, Response(1, "with a descriptor"), AddressOf(client), handle));
+            WaitForDatagrams(client, 1);
+        }
+
+        // recvmsg installed the descriptor in this process; the client must have closed it.
+        var open = Directory.GetFiles("/proc/self/fd").Where(fd => ReadLink(fd) == file).ToList();
+
+        Assert.Empty(open);
+        Assert.Equal(1, client.Statistics.LateReplies);
+    }
+
+    private static string? ReadLink(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget;
+        }
+        catch (IOException)
+        {
+            return null; // closed meanwhile
+        }
+    }
 }
