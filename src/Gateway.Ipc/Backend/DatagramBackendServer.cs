@@ -294,6 +294,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             catch (Exception ex)
             {
                 // Never fatal: one bad datagram must not stop the backend.
+                Interlocked.Increment(ref Statistics._processingFailures);
                 Log.ProcessingFailed(_logger, ex, SocketPath);
             }
         }
@@ -349,12 +350,24 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         {
             case MessageKind.Ping:
                 Interlocked.Increment(ref Statistics._pings);
+                if (address.Size <= 2)
+                {
+                    // An unbound sender: no PONG can reach it.
+                    return;
+                }
+
                 control.WriteControl(MessageKind.Pong, header.CorrelationId, header.Attempt);
                 TrySendNow(control.WrittenSpan, address, header.CorrelationId);
                 return;
 
             case MessageKind.Cancel:
                 Interlocked.Increment(ref Statistics._cancels);
+                if (address.Size <= 2)
+                {
+                    // An unbound sender has no requests here (they are dropped): nothing to cancel.
+                    return;
+                }
+
                 var entry = _cache.Find(new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId), _timeProvider.GetUtcNow());
                 if (entry is { Reply: null })
                 {
@@ -390,6 +403,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             if (!header.IsFragment || FrameHeader.ReadFragmentOffset(datagram) == 0)
             {
                 Interlocked.Increment(ref Statistics._tooLarge);
+                Interlocked.Increment(ref Statistics._requestsTooLarge);
                 Log.RequestTooLarge(_logger, header.CorrelationId, FormatAddress(address), header.PayloadLength, _maxMessageBytes);
                 SendError(control, header, IpcErrorCode.TooLarge, $"The request has {header.PayloadLength} bytes; this backend accepts at most {_maxMessageBytes}.", address);
             }
@@ -411,6 +425,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                 case ReassemblyResult.Incomplete:
                     return;
                 case ReassemblyResult.Completed:
+                    Interlocked.Increment(ref Statistics._requestsReassembled);
                     using (message)
                     {
                         ProcessWholeRequest(message!.Header, message.Message.Span, address, control, replay);
@@ -487,6 +502,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
     private void Dispatch(RequestKey key, BackendRequest request)
     {
+        Interlocked.Increment(ref Statistics._dispatched);
         Interlocked.Increment(ref _inFlight);
         Interlocked.Increment(ref _pending);
         var cancellation = request.Deadline is { } deadline
@@ -751,6 +767,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// <summary>A sender's address for people: the path, <c>@name</c> for an abstract name, or <c>(unbound)</c>.</summary>
     internal static string FormatAddress(SocketAddress address)
     {
+        // An unbound sender's address may be shorter than the family field (recvfrom reports length 0).
+        if (address.Size <= 2)
+        {
+            return "(unbound)";
+        }
+
         var path = address.Buffer.Span[2..address.Size];
         if (path.IsEmpty)
         {

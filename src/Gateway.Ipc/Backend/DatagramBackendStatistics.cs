@@ -1,6 +1,15 @@
 namespace Gateway.Ipc.Backend;
 
 /// <summary>Counters of a <see cref="DatagramBackendServer"/>; every read is an atomic snapshot of one counter.</summary>
+/// <remarks>
+/// Every received datagram ends in exactly one of <see cref="DroppedOversized"/>, <see cref="DroppedMalformed"/>,
+/// <see cref="Pings"/>, <see cref="Cancels"/>, <see cref="RequestsTooLarge"/>, <see cref="FragmentsReceived"/>,
+/// <see cref="DuplicatesInFlight"/>, <see cref="Replayed"/>, <see cref="Overloaded"/>, <see cref="MalformedErrorsSent"/>,
+/// <see cref="Dispatched"/> or <see cref="ProcessingFailures"/>; a fragmented request that reassembly completes is
+/// counted once more, by its outcome. Once the loop has handled every datagram:
+/// <c>Received + RequestsReassembled == DroppedOversized + DroppedMalformed + Pings + Cancels + RequestsTooLarge + FragmentsReceived + DuplicatesInFlight + Replayed + Overloaded + MalformedErrorsSent + Dispatched + ProcessingFailures</c>,
+/// and once every dispatched request has started or been dropped: <c>Dispatched == Executed + DroppedExpired</c>.
+/// </remarks>
 public sealed class DatagramBackendStatistics
 {
     internal long _received;
@@ -19,6 +28,10 @@ public sealed class DatagramBackendStatistics
     internal long _handlerFailures;
     internal long _fragmentsReceived;
     internal long _fragmentsDropped;
+    internal long _requestsTooLarge;
+    internal long _requestsReassembled;
+    internal long _dispatched;
+    internal long _processingFailures;
 
     /// <summary>Datagrams received (every datagram, valid or not).</summary>
     public long Received => Interlocked.Read(ref _received);
@@ -67,6 +80,18 @@ public sealed class DatagramBackendStatistics
     /// reassembly timeout are counted by the reassembler, not here).
     /// </summary>
     public long FragmentsDropped => Interlocked.Read(ref _fragmentsDropped);
+
+    /// <summary>Requests refused with ERROR <c>TOO_LARGE</c> on arrival (their announced payload exceeds the limit; once per message).</summary>
+    public long RequestsTooLarge => Interlocked.Read(ref _requestsTooLarge);
+
+    /// <summary>Fragmented requests that reassembly completed (each is then counted by its outcome too).</summary>
+    public long RequestsReassembled => Interlocked.Read(ref _requestsReassembled);
+
+    /// <summary>Requests handed to the handler's queue (each then counts in <see cref="Executed"/> or <see cref="DroppedExpired"/>).</summary>
+    public long Dispatched => Interlocked.Read(ref _dispatched);
+
+    /// <summary>Datagrams whose processing failed unexpectedly (a bug: logged as an error, never fatal).</summary>
+    public long ProcessingFailures => Interlocked.Read(ref _processingFailures);
 
     /// <summary>Handler executions that threw (answered with ERROR <c>INTERNAL</c>).</summary>
     public long HandlerFailures => Interlocked.Read(ref _handlerFailures);

@@ -56,5 +56,9 @@ public sealed partial class DatagramClient
 
         [LoggerMessage(2115, LogLevel.Error, "Handling a datagram from backend {BackendPath} failed unexpectedly; it was dropped.")]
         public static partial void DatagramHandlingFailed(ILogger logger, string backendPath, Exception exception);
+
+        // Debug, like the other per-datagram drops a flood can cause: counted in ForeignUidReplies and the metrics.
+        [LoggerMessage(2116, LogLevel.Debug, "Dropped a datagram from backend {BackendPath}'s address sent by uid {SenderUid} (-1: no credentials); replies are accepted only from uid {ExpectedUid}.")]
+        public static partial void ForeignUidDatagram(ILogger logger, long senderUid, string backendPath, uint expectedUid);
     }
 }

@@ -35,6 +35,11 @@ namespace Gateway.Ipc.Client;
 /// Replies are accepted only from the exact address the requests go to (byte-wise comparison of the socket
 /// address; the backend must be bound to the same path string as <see cref="BackendPath"/>).
 /// </para>
+/// <para>
+/// With <see cref="DatagramClientOptions.ExpectedReplyUid"/> set, replies are also accepted only from a process of that
+/// uid (<c>SCM_CREDENTIALS</c>, read with <c>recvmsg</c>); others are dropped and counted in
+/// <see cref="DatagramClientStatistics.ForeignUidReplies"/>.
+/// </para>
 /// <para>Thread-safe.</para>
 /// </remarks>
 public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
@@ -79,6 +84,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             MaxMessageBytes = options.MaxMessageBytes,
             MaxReassemblyBytes = options.MaxReassemblyBytes,
             ReassemblyTimeout = options.ReassemblyTimeout,
+            ExpectedReplyUid = options.ExpectedReplyUid,
         };
         _timeProvider = timeProvider ?? TimeProvider.System;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<DatagramClient>();
@@ -102,6 +108,12 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                 _socket.Bind(new SocketAddressEndPoint(new UnixDomainSocketEndPoint(_replyPath).Serialize()));
                 _replyFile = UnixSocketFile.TryGetIdentity(_replyPath, out var identity) ? identity : null;
                 LocalAddress = _replyPath;
+            }
+
+            if (_options.ExpectedReplyUid is not null)
+            {
+                // Before the first request goes out, so that every reply carries its sender's credentials.
+                CredentialReceiver.EnablePassCredentials(_socket);
             }
 
             _socket.Blocking = false;
@@ -407,16 +419,29 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     {
         var buffer = GC.AllocateUninitializedArray<byte>(ProtocolConstants.MaxDatagram + 1, pinned: true);
         var sender = new SocketAddress(AddressFamily.Unix, UnixAddress.MaxSize);
+        var expectedUid = _options.ExpectedReplyUid;
         try
         {
             while (true)
             {
                 int received;
+                var senderUid = -1L;
+                var truncated = false;
                 try
                 {
                     // A receive shrinks Size to the sender's address length: reset it every time.
                     sender.Size = UnixAddress.MaxSize;
-                    received = ReceiveFrom(buffer, sender);
+                    if (expectedUid is null)
+                    {
+                        received = ReceiveFrom(buffer, sender);
+                    }
+                    else
+                    {
+                        var result = ReceiveWithCredentials(buffer, sender);
+                        received = result.Length;
+                        senderUid = result.Uid;
+                        truncated = result.Truncated;
+                    }
                 }
                 catch (Exception ex) when (ex is ObjectDisposedException or SocketException or OperationCanceledException && Volatile.Read(ref _disposed) != 0)
                 {
@@ -428,9 +453,19 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                     continue;
                 }
 
+                Interlocked.Increment(ref Statistics._datagramsReceived);
                 try
                 {
-                    OnDatagram(buffer.AsSpan(0, received), sender.Buffer.Span[..sender.Size], received == buffer.Length);
+                    var from = sender.Buffer.Span[..sender.Size];
+                    if (expectedUid is { } uid && senderUid != uid && UnixAddress.SameAddress(from, _backendAddressBytes))
+                    {
+                        // From the backend's address, but not from its user: someone else bound that path.
+                        Interlocked.Increment(ref Statistics._foreignUidReplies);
+                        Log.ForeignUidDatagram(_logger, senderUid, BackendPath, uid);
+                        continue;
+                    }
+
+                    OnDatagram(buffer.AsSpan(0, received), from, truncated || received == buffer.Length);
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
@@ -468,6 +503,29 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
             {
                 // Readable but nothing to read (spurious wake-up): wait again.
+            }
+        }
+    }
+
+    /// <summary>Like <see cref="ReceiveFrom"/>, through <c>recvmsg</c> to learn the sender's uid.</summary>
+    private CredentialReceiveResult ReceiveWithCredentials(byte[] buffer, SocketAddress sender)
+    {
+        while (true)
+        {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                throw new OperationCanceledException();
+            }
+
+            if (!_socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead))
+            {
+                continue;
+            }
+
+            if (CredentialReceiver.TryReceive(_socket, buffer, sender.Buffer.Span, out var result))
+            {
+                sender.Size = Math.Min(result.AddressLength, UnixAddress.MaxSize);
+                return result;
             }
         }
     }
@@ -516,7 +574,6 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return;
         }
 
-        Interlocked.Increment(ref Statistics._fragmentsReceived);
         if (FrameHeader.ReadFragmentOffset(datagram) == 0 && !_pending.ContainsKey(header.CorrelationId))
         {
             // Do not hold memory for a message nobody waits for.
@@ -524,6 +581,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             Log.LateReply(_logger, header.CorrelationId, header.Kind, BackendPath);
             return;
         }
+
+        Interlocked.Increment(ref Statistics._fragmentsReceived);
 
         var result = _reassembler.Add(sender, datagram, out var message);
         switch (result)

@@ -18,6 +18,18 @@ public sealed class DatagramClientOptions
     public string? ReplyPath { get; set; }
 
     /// <summary>
+    /// When set, replies are accepted only from a process running as this uid (in addition to the check of the
+    /// sender's address): the reply socket enables <c>SO_PASSCRED</c>, the kernel attaches each sender's credentials
+    /// (<c>SCM_CREDENTIALS</c>) and a datagram from another uid, or without credentials, is dropped and counted in
+    /// <see cref="DatagramClientStatistics.ForeignUidReplies"/>. The uid compared is the one the kernel reports: the
+    /// sender's real uid (a sender may claim its effective or saved uid instead; only root can claim any other).
+    /// Use it when the backend runs as a known user and its socket's directory, or the reply socket (an abstract name is
+    /// reachable by every local user), is not private.
+    /// </summary>
+    /// <value>The default value is <see langword="null"/> (no uid check; receiving stays on the <c>recvfrom</c> fast path).</value>
+    public uint? ExpectedReplyUid { get; set; }
+
+    /// <summary>
     /// How long the backend may accept no datagram at all (no progress) while requests wait in the client's send
     /// queue; then every queued request fails with <see cref="DatagramFailure.BackendOverloaded"/>
     /// (<see cref="Timeout.InfiniteTimeSpan"/> = no limit). A backend that keeps reading, however slowly, is not

@@ -3,6 +3,14 @@ using Gateway.Ipc.Protocol;
 namespace Gateway.Ipc.Client;
 
 /// <summary>Counters of a <see cref="DatagramClient"/>. Each value is read atomically and only grows.</summary>
+/// <remarks>
+/// Every datagram read from the reply socket (<see cref="DatagramsReceived"/>) ends in exactly one of
+/// <see cref="SpoofedReplies"/>, <see cref="ForeignUidReplies"/>, <see cref="OversizedDatagrams"/>,
+/// <see cref="MalformedDatagrams"/>, <see cref="LateReplies"/>, <see cref="RepliesReceived"/> or
+/// <see cref="FragmentsReceived"/>; a fragmented reply that reassembly completes is counted once more, by its outcome
+/// (reply, late or malformed). Once the loop has handled every datagram:
+/// <c>DatagramsReceived + ReassembledReplies == SpoofedReplies + ForeignUidReplies + OversizedDatagrams + MalformedDatagrams + LateReplies + RepliesReceived + FragmentsReceived</c>.
+/// </remarks>
 public sealed class DatagramClientStatistics
 {
     internal long _requestsSent;
@@ -14,12 +22,26 @@ public sealed class DatagramClientStatistics
     internal long _timeouts;
     internal long _sendFailures;
     internal long _fragmentsReceived;
+    internal long _datagramsReceived;
+    internal long _foreignUidReplies;
     private readonly ReassemblerStatistics _reassembly;
 
     internal DatagramClientStatistics(ReassemblerStatistics reassembly)
     {
         _reassembly = reassembly;
     }
+
+    /// <summary>Datagrams read from the reply socket, whatever became of them.</summary>
+    public long DatagramsReceived => Interlocked.Read(ref _datagramsReceived);
+
+    /// <summary>
+    /// Datagrams from the backend's address dropped because their sender's uid was not
+    /// <see cref="DatagramClientOptions.ExpectedReplyUid"/> (or they carried no credentials).
+    /// </summary>
+    public long ForeignUidReplies => Interlocked.Read(ref _foreignUidReplies);
+
+    /// <summary>Fragmented replies that reassembly completed (each is then counted by its outcome too).</summary>
+    public long ReassembledReplies => _reassembly.Completed;
 
     /// <summary>Requests (and pings) whose datagrams were all queued at the backend.</summary>
     public long RequestsSent => Interlocked.Read(ref _requestsSent);
@@ -45,7 +67,7 @@ public sealed class DatagramClientStatistics
     /// <summary>Requests that could not be sent (absent or overloaded backend, too large).</summary>
     public long SendFailures => Interlocked.Read(ref _sendFailures);
 
-    /// <summary>Fragment datagrams received from the backend.</summary>
+    /// <summary>Fragment datagrams from the backend handed to reassembly (a first fragment for a correlation ID that is not pending counts as late instead).</summary>
     public long FragmentsReceived => Interlocked.Read(ref _fragmentsReceived);
 
     /// <summary>Fragmented replies dropped or refused by reassembly (out of order, over a limit, too large, malformed, expired).</summary>

@@ -107,9 +107,26 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
             {
                 sender.Size = SocketAddress.GetMaximumAddressSize(AddressFamily.Unix);
                 int received;
+                var senderUid = -1L;
                 try
                 {
-                    received = await socket.ReceiveFromAsync(buffer.AsMemory(0, ProtocolConstants.MaxDatagram + 1), SocketFlags.None, sender, token).ConfigureAwait(false);
+                    if (_options.ExpectedReplyUid is null)
+                    {
+                        received = await socket.ReceiveFromAsync(buffer.AsMemory(0, ProtocolConstants.MaxDatagram + 1), SocketFlags.None, sender, token).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // Wait for a datagram without consuming it, then read it with its sender's credentials (recvmsg).
+                        _ = await socket.ReceiveFromAsync(buffer.AsMemory(0, 1), SocketFlags.Peek, sender, token).ConfigureAwait(false);
+                        if (!CredentialReceiver.TryReceive(socket, buffer.AsSpan(0, ProtocolConstants.MaxDatagram + 1), sender.Buffer.Span, out var result))
+                        {
+                            continue;
+                        }
+
+                        sender.Size = Math.Min(result.AddressLength, sender.Buffer.Length);
+                        senderUid = result.Uid;
+                        received = result.Truncated ? ProtocolConstants.MaxDatagram + 1 : result.Length;
+                    }
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {
@@ -121,6 +138,13 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
                 {
                     Interlocked.Increment(ref Statistics.SpoofedDatagrams);
                     Log.Spoofed(_logger, ServerPath);
+                    continue;
+                }
+
+                if (_options.ExpectedReplyUid is { } expectedUid && senderUid != expectedUid)
+                {
+                    Interlocked.Increment(ref Statistics.ForeignUidDatagrams);
+                    Log.ForeignUid(_logger, senderUid, ServerPath, expectedUid);
                     continue;
                 }
 
@@ -215,6 +239,11 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
                 // An abstract name: nothing on disk, nothing to unlink, unique per socket.
                 created.Bind(new UnixDomainSocketEndPoint("\0" + name));
             }
+
+            if (_options.ExpectedReplyUid is not null)
+            {
+                CredentialReceiver.EnablePassCredentials(created);
+            }
         }
         catch
         {
@@ -293,6 +322,9 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
     {
         [LoggerMessage(3001, LogLevel.Warning, "Dropped a datagram from an address other than the raw server {ServerPath}")]
         public static partial void Spoofed(ILogger logger, string serverPath);
+
+        [LoggerMessage(3002, LogLevel.Debug, "Dropped a datagram from raw server {ServerPath}'s address sent by uid {SenderUid} (-1: no credentials); replies are accepted only from uid {ExpectedUid}.")]
+        public static partial void ForeignUid(ILogger logger, long senderUid, string serverPath, uint expectedUid);
     }
 }
 
@@ -327,6 +359,14 @@ public sealed class RawDatagramClientOptions
     /// <value>The default value is 0660 (owner and group).</value>
     /// </summary>
     public UnixFileMode ReplyFileMode { get; set; } = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
+
+    /// <summary>
+    /// When set, a reply is accepted only from a process of this uid (<c>SCM_CREDENTIALS</c>, see
+    /// <see cref="DatagramClientOptions.ExpectedReplyUid"/>); a datagram from another uid is dropped, counted in
+    /// <see cref="RawDatagramClientStatistics.ForeignUidDatagrams"/>, and the exchange keeps waiting.
+    /// <value>The default value is <see langword="null"/> (no uid check).</value>
+    /// </summary>
+    public uint? ExpectedReplyUid { get; set; }
 }
 
 /// <summary>Counters of a <see cref="RawDatagramClient"/>; read them with <c>Interlocked.Read</c>.</summary>
@@ -344,6 +384,9 @@ public sealed class RawDatagramClientStatistics
 
     /// <summary>Datagrams from an address other than the server, discarded.</summary>
     public long SpoofedDatagrams;
+
+    /// <summary>Datagrams from the server's address but another uid than <see cref="RawDatagramClientOptions.ExpectedReplyUid"/>, discarded.</summary>
+    public long ForeignUidDatagrams;
 
     /// <summary>Replies larger than one datagram allows.</summary>
     public long OversizedDatagrams;

@@ -136,6 +136,14 @@ public sealed class BackendOptions
     /// </summary>
     public TimeSpan? AttemptTimeout { get; set; }
 
+    /// <summary>
+    /// When set, replies from this backend's instances are accepted only from a process running as this uid (the
+    /// kernel's <c>SCM_CREDENTIALS</c>); others are dropped and counted (<c>gateway.datagram.dropped</c>, reason
+    /// <c>foreign_uid</c>). Protects against another user binding an instance's socket path while the backend is down.
+    /// <value>The default value is <see langword="null"/> (only the sender's address is checked).</value>
+    /// </summary>
+    public long? ReplyUid { get; set; }
+
     /// <summary>Retries of envelope requests (idempotent methods or requests with <c>Idempotency-Key</c> only).</summary>
     public BackendRetryOptions Retry { get; set; } = new();
 

@@ -184,6 +184,11 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
                 errors.Add($"{key}:SendTimeout: must be positive.");
             }
 
+            if (backend.ReplyUid is < 0 or >= uint.MaxValue)
+            {
+                errors.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:ReplyUid: {backend.ReplyUid} is not a uid (0–{uint.MaxValue - 1})."));
+            }
+
             ValidateBodySize(errors, $"{key}:MaxBodySize", backend.EffectiveMaxBodySize, backend.Mode);
             if (backend.MaxConcurrency is < 1 or > 100_000)
             {

@@ -105,6 +105,7 @@ internal sealed class GatewayMetrics
             var statistics = client.Statistics;
             yield return Dropped(statistics.LateReplies, "late", instance.SocketPath);
             yield return Dropped(statistics.SpoofedReplies, "spoofed", instance.SocketPath);
+            yield return Dropped(statistics.ForeignUidReplies, "foreign_uid", instance.SocketPath);
             yield return Dropped(statistics.MalformedDatagrams, "malformed", instance.SocketPath);
             yield return Dropped(statistics.OversizedDatagrams, "oversized", instance.SocketPath);
             yield return Dropped(statistics.ReassemblyDropped, "reassembly", instance.SocketPath);

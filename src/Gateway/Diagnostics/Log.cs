@@ -31,6 +31,9 @@ internal static partial class Log
     [LoggerMessage(1014, LogLevel.Information, "Backend instance {SocketPath} is no longer configured; it closes when its in-flight requests finish")]
     public static partial void InstanceRetired(ILogger logger, string socketPath);
 
+    [LoggerMessage(1016, LogLevel.Warning, "Reply socket directory {Directory} is writable by other users (mode {Mode}); they could replace reply sockets. Make it private (e.g. 0700 or 2770 with a shared group) or set Gateway:Backends:<name>:ReplyUid")]
+    public static partial void ReplyDirectoryNotPrivate(ILogger logger, string directory, string mode);
+
     [LoggerMessage(1015, LogLevel.Information, "Demo echo backend listening on {SocketPath} (route /echo/{{**rest}})")]
     public static partial void DemoBackendStarted(ILogger logger, string socketPath);
 

@@ -117,12 +117,12 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         lock (_gate)
         {
             _replyDirectory = options.ReplySocketDirectory;
+            _ = GatewayOptionsValidator.TryParseMode(options.Listen.SocketMode, out _replyMode);
             if (_replyDirectory is not null)
             {
-                Directory.CreateDirectory(_replyDirectory);
+                PrepareReplyDirectory(_replyDirectory, _replyMode);
             }
 
-            _ = GatewayOptionsValidator.TryParseMode(options.Listen.SocketMode, out _replyMode);
             var used = new HashSet<InstanceKey>();
             var backends = new Dictionary<string, GatewayBackend>(StringComparer.OrdinalIgnoreCase);
             foreach (var (name, b) in options.Backends)
@@ -130,7 +130,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 var instances = new List<BackendInstance>(b.Instances.Count);
                 foreach (var path in b.Instances)
                 {
-                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0, InstanceResilienceSettings.From(b));
+                    var key = new InstanceKey(path, b.Mode, b.SendTimeout, b.Mode == BackendMode.Raw ? b.MaxConcurrency : 0, (uint?)b.ReplyUid, InstanceResilienceSettings.From(b));
                     used.Add(key);
                     if (!_instances.TryGetValue(key, out var instance))
                     {
@@ -191,12 +191,49 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The mode of a reply socket directory the gateway creates: the owner's, plus search (x, not list) for the classes
+    /// that the reply sockets' own mode lets write — 0700 for socket mode 0600, 0710 for the default 0660, so a
+    /// backend of another user in the group can reach the (unguessable, unlisted) reply sockets and nobody else can.
+    /// </summary>
+    internal static UnixFileMode ReplyDirectoryMode(UnixFileMode socketMode)
+    {
+        var mode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        if ((socketMode & UnixFileMode.GroupWrite) != 0)
+        {
+            mode |= UnixFileMode.GroupExecute;
+        }
+
+        if ((socketMode & UnixFileMode.OtherWrite) != 0)
+        {
+            mode |= UnixFileMode.OtherExecute;
+        }
+
+        return mode;
+    }
+
+    private void PrepareReplyDirectory(string directory, UnixFileMode socketMode)
+    {
+        if (!Directory.Exists(directory))
+        {
+            // Created private (the umask can only narrow it); an existing directory, e.g. a shared volume, keeps its mode.
+            Directory.CreateDirectory(directory, ReplyDirectoryMode(socketMode));
+            return;
+        }
+
+        var mode = File.GetUnixFileMode(directory);
+        if ((mode & UnixFileMode.OtherWrite) != 0 && (mode & UnixFileMode.StickyBit) == 0)
+        {
+            Log.ReplyDirectoryNotPrivate(_logger, directory, Convert.ToString((int)mode & 0xFFF, 8).PadLeft(4, '0'));
+        }
+    }
+
     private BackendInstance CreateInstance(InstanceKey key)
     {
         if (key.Mode == BackendMode.Raw)
         {
             return new BackendInstance(key.Path, new RawDatagramClient(
-                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency, ReplyDirectory = _replyDirectory, ReplyFileMode = _replyMode },
+                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency, ReplyDirectory = _replyDirectory, ReplyFileMode = _replyMode, ExpectedReplyUid = key.ReplyUid },
                 _timeProvider,
                 _loggerFactory))
             {
@@ -206,7 +243,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
         var replyPath = _replyDirectory is null ? null : Path.Combine(_replyDirectory, _replyPrefix + (++_replyCounter).ToString(System.Globalization.CultureInfo.InvariantCulture) + ".sock");
         var client = new DatagramClient(
-            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout, ReplyPath = replyPath },
+            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout, ReplyPath = replyPath, ExpectedReplyUid = key.ReplyUid },
             _timeProvider,
             _loggerFactory);
         if (replyPath is not null)
@@ -244,5 +281,5 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         _changeSource.Dispose();
     }
 
-    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency, InstanceResilienceSettings Resilience);
+    private readonly record struct InstanceKey(string Path, BackendMode Mode, TimeSpan SendTimeout, int MaxConcurrency, uint? ReplyUid, InstanceResilienceSettings Resilience);
 }

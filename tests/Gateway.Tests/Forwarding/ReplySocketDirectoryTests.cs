@@ -51,4 +51,55 @@ public class ReplySocketDirectoryTests
 
         Assert.Empty(Directory.GetFiles(replies));
     }
+
+    [Fact]
+    public async Task MissingDirectory_IsCreatedPrivate_0710ForSocketMode0660_0700For0600()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = await TestBackend.StartAsync(dir.Socket("env.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("ok")));
+        foreach (var (socketMode, expected) in new[] { ("0660", "0710"), ("0600", "0700") })
+        {
+            var replies = dir.Socket("r" + socketMode);
+            var factory = new GatewayFactory(dir, new Dictionary<string, string?>
+            {
+                ["Gateway:Listen:UnixSocket"] = dir.Socket("gw" + socketMode + ".sock"),
+                ["Gateway:ReplySocketDirectory"] = replies,
+                ["Gateway:Listen:SocketMode"] = socketMode,
+                ["Gateway:Backends:env:Instances:0"] = backend.SocketPath,
+                ["Gateway:Routes:env:Path"] = "/env",
+                ["Gateway:Routes:env:Backend"] = "env",
+            });
+            await using (factory)
+            {
+                using var client = factory.CreateClient();
+                using var response = await client.GetAsync("/env");
+
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.Equal(expected, Convert.ToString((int)File.GetUnixFileMode(replies), 8).PadLeft(4, '0'));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task ExistingDirectory_KeepsItsMode()
+    {
+        using var dir = new TempSocketDirectory();
+        var shared = Directory.CreateDirectory(dir.Socket("shared")).FullName;
+        const UnixFileMode Shared = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.SetGroup;
+        File.SetUnixFileMode(shared, Shared);
+        await using var backend = await TestBackend.StartAsync(dir.Socket("env.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("ok")));
+        await using var factory = new GatewayFactory(dir, new Dictionary<string, string?>
+        {
+            ["Gateway:ReplySocketDirectory"] = shared,
+            ["Gateway:Backends:env:Instances:0"] = backend.SocketPath,
+            ["Gateway:Routes:env:Path"] = "/env",
+            ["Gateway:Routes:env:Backend"] = "env",
+        });
+        using var client = factory.CreateClient();
+
+        using var response = await client.GetAsync("/env");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(Shared, File.GetUnixFileMode(shared));
+    }
 }
