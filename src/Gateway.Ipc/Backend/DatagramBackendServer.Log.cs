@@ -15,20 +15,20 @@ public sealed partial class DatagramBackendServer
         [LoggerMessage(2001, LogLevel.Information, "Datagram backend on {SocketPath} stopped.")]
         public static partial void Stopped(ILogger logger, string socketPath);
 
-        [LoggerMessage(2002, LogLevel.Warning, "Dropped a malformed datagram of {Length} bytes from {Sender}: {Violation}: {Reason}")]
-        public static partial void DroppedMalformed(ILogger logger, int length, string sender, ProtocolViolation violation, string reason);
+        [LoggerMessage(EventId = 2002, Message = "Dropped a malformed datagram of {Length} bytes from {Sender}: {Violation}: {Reason}")]
+        public static partial void DroppedMalformed(ILogger logger, LogLevel level, int length, string sender, ProtocolViolation violation, string reason);
 
-        [LoggerMessage(2003, LogLevel.Warning, "Dropped a datagram from {Sender} that filled the {BufferSize}-byte receive buffer (oversized, possibly truncated).")]
-        public static partial void DroppedOversized(ILogger logger, string sender, int bufferSize);
+        [LoggerMessage(EventId = 2003, Message = "Dropped a datagram from {Sender} that filled the {BufferSize}-byte receive buffer (oversized, possibly truncated).")]
+        public static partial void DroppedOversized(ILogger logger, LogLevel level, string sender, int bufferSize);
 
-        [LoggerMessage(2004, LogLevel.Warning, "Dropped a {Kind} message from {Sender}: a backend does not accept this kind.")]
-        public static partial void DroppedUnexpectedKind(ILogger logger, MessageKind kind, string sender);
+        [LoggerMessage(EventId = 2004, Message = "Dropped a {Kind} message from {Sender}: a backend does not accept this kind.")]
+        public static partial void DroppedUnexpectedKind(ILogger logger, LogLevel level, MessageKind kind, string sender);
 
-        [LoggerMessage(2005, LogLevel.Warning, "Dropped request {CorrelationId} from an unbound socket: it cannot be answered.")]
-        public static partial void DroppedUnbound(ILogger logger, ulong correlationId);
+        [LoggerMessage(EventId = 2005, Message = "Dropped request {CorrelationId} from an unbound socket: it cannot be answered.")]
+        public static partial void DroppedUnbound(ILogger logger, LogLevel level, ulong correlationId);
 
-        [LoggerMessage(2006, LogLevel.Warning, "Request {CorrelationId} from {Sender} has a malformed payload; answered ERROR MALFORMED: {Reason}")]
-        public static partial void MalformedRequest(ILogger logger, ulong correlationId, string sender, string reason);
+        [LoggerMessage(EventId = 2006, Message = "Request {CorrelationId} from {Sender} has a malformed payload; answered ERROR MALFORMED: {Reason}")]
+        public static partial void MalformedRequest(ILogger logger, LogLevel level, ulong correlationId, string sender, string reason);
 
         [LoggerMessage(2007, LogLevel.Warning, "Request {CorrelationId} refused with ERROR OVERLOADED: {InFlight} requests in flight.")]
         public static partial void Overloaded(ILogger logger, ulong correlationId, int inFlight);
@@ -74,5 +74,8 @@ public sealed partial class DatagramBackendServer
 
         [LoggerMessage(2021, LogLevel.Debug, "Dropped a fragment of request {CorrelationId} from {Sender}: {Reason}")]
         public static partial void FragmentDropped(ILogger logger, ulong correlationId, string sender, string reason);
+
+        [LoggerMessage(2022, LogLevel.Warning, "{Count} more datagrams were dropped or refused on {SocketPath} since the last such warning (logged at Debug; every one is counted in the backend's statistics).")]
+        public static partial void DropsDemoted(ILogger logger, long count, string socketPath);
     }
 }

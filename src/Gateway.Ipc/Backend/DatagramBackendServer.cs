@@ -58,6 +58,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
     private readonly DatagramHandler _handler;
     private readonly TimeProvider _timeProvider;
+    private readonly DropLogThrottle _dropLog;
     private readonly ILogger _logger;
     private readonly ReplayCache _cache;
     private readonly Reassembler _reassembler;
@@ -110,6 +111,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         _replySendTimeout = options.ReplySendTimeout;
         _handler = handler;
         _timeProvider = timeProvider ?? TimeProvider.System;
+        _dropLog = new DropLogThrottle(_timeProvider);
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<DatagramBackendServer>();
         _cache = new ReplayCache(options.ReplayCacheSize, options.ReplayCacheTtl, options.ReplayCacheMaxBytes);
         _reassembler = new Reassembler(options.MaxMessageBytes, options.MaxReassemblyBytes, options.ReassemblyTimeout, _timeProvider);
@@ -330,7 +332,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         if (filledBuffer)
         {
             Interlocked.Increment(ref Statistics._droppedOversized);
-            Log.DroppedOversized(_logger, FormatAddress(address), datagram.Length);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                var senderText = FormatAddress(address);
+                Log.DroppedOversized(_logger, dropLevel, senderText, datagram.Length);
+            }
             return;
         }
 
@@ -342,7 +349,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         catch (ProtocolException ex)
         {
             Interlocked.Increment(ref Statistics._droppedMalformed);
-            Log.DroppedMalformed(_logger, datagram.Length, FormatAddress(address), ex.Reason, ex.Message);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                var senderText = FormatAddress(address);
+                Log.DroppedMalformed(_logger, dropLevel, datagram.Length, senderText, ex.Reason, ex.Message);
+            }
             return;
         }
 
@@ -382,7 +394,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
             default:
                 Interlocked.Increment(ref Statistics._droppedMalformed);
-                Log.DroppedUnexpectedKind(_logger, header.Kind, FormatAddress(address));
+                var dropLevel = DropLevel();
+                if (_logger.IsEnabled(dropLevel))
+                {
+                    var senderText = FormatAddress(address);
+                    Log.DroppedUnexpectedKind(_logger, dropLevel, header.Kind, senderText);
+                }
                 return;
         }
     }
@@ -393,7 +410,11 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         {
             // An unbound sender has no address: no reply can reach it and its requests cannot be told apart.
             Interlocked.Increment(ref Statistics._droppedMalformed);
-            Log.DroppedUnbound(_logger, header.CorrelationId);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                Log.DroppedUnbound(_logger, dropLevel, header.CorrelationId);
+            }
             return;
         }
 
@@ -492,7 +513,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         catch (ProtocolException ex)
         {
             Interlocked.Increment(ref Statistics._malformedErrorsSent);
-            Log.MalformedRequest(_logger, header.CorrelationId, FormatAddress(address), ex.Message);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                var senderText = FormatAddress(address);
+                Log.MalformedRequest(_logger, dropLevel, header.CorrelationId, senderText, ex.Message);
+            }
             SendError(control, header, IpcErrorCode.Malformed, ex.Message, address);
             return;
         }
@@ -762,6 +788,18 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             TraceState = view.TraceState.IsEmpty ? null : Encoding.ASCII.GetString(view.TraceState),
             SenderAddress = SenderText(sender),
         };
+    }
+
+    /// <summary>Warning for the first drop of a window, Debug for the rest (see <see cref="DropLogThrottle"/>).</summary>
+    private LogLevel DropLevel()
+    {
+        var level = _dropLog.Next(out var demoted);
+        if (demoted > 0)
+        {
+            Log.DropsDemoted(_logger, demoted, SocketPath);
+        }
+
+        return level;
     }
 
     /// <summary>A sender's address for people: the path, <c>@name</c> for an abstract name, or <c>(unbound)</c>.</summary>

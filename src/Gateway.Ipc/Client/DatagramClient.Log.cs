@@ -18,14 +18,14 @@ public sealed partial class DatagramClient
         [LoggerMessage(2102, LogLevel.Warning, "Receiving on {LocalAddress} failed; the loop continues.")]
         public static partial void ReceiveFailed(ILogger logger, string localAddress, Exception exception);
 
-        [LoggerMessage(2103, LogLevel.Warning, "Dropped a datagram from {Sender}: replies are accepted only from backend {BackendPath}.")]
-        public static partial void SpoofedDatagram(ILogger logger, string sender, string backendPath);
+        [LoggerMessage(EventId = 2103, Message = "Dropped a datagram from {Sender}: replies are accepted only from backend {BackendPath}.")]
+        public static partial void SpoofedDatagram(ILogger logger, LogLevel level, string sender, string backendPath);
 
-        [LoggerMessage(2104, LogLevel.Warning, "Dropped a datagram from backend {BackendPath} larger than {MaxDatagram} bytes.")]
-        public static partial void OversizedDatagram(ILogger logger, string backendPath, int maxDatagram);
+        [LoggerMessage(EventId = 2104, Message = "Dropped a datagram from backend {BackendPath} larger than {MaxDatagram} bytes.")]
+        public static partial void OversizedDatagram(ILogger logger, LogLevel level, string backendPath, int maxDatagram);
 
-        [LoggerMessage(2105, LogLevel.Warning, "Dropped a malformed datagram from backend {BackendPath} ({Violation}): {Detail}")]
-        public static partial void MalformedDatagram(ILogger logger, string backendPath, ProtocolViolation violation, string detail);
+        [LoggerMessage(EventId = 2105, Message = "Dropped a malformed datagram from backend {BackendPath} ({Violation}): {Detail}")]
+        public static partial void MalformedDatagram(ILogger logger, LogLevel level, string backendPath, ProtocolViolation violation, string detail);
 
         [LoggerMessage(2106, LogLevel.Debug, "Dropped a late or duplicate {Kind} for correlation ID {CorrelationId} from backend {BackendPath}.")]
         public static partial void LateReply(ILogger logger, ulong correlationId, MessageKind kind, string backendPath);
@@ -60,5 +60,8 @@ public sealed partial class DatagramClient
         // Debug, like the other per-datagram drops a flood can cause: counted in ForeignUidReplies and the metrics.
         [LoggerMessage(2116, LogLevel.Debug, "Dropped a datagram from backend {BackendPath}'s address sent by uid {SenderUid} (-1: no credentials); replies are accepted only from uid {ExpectedUid}.")]
         public static partial void ForeignUidDatagram(ILogger logger, long senderUid, string backendPath, uint expectedUid);
+
+        [LoggerMessage(2117, LogLevel.Warning, "{Count} more datagrams were dropped on {LocalAddress} since the last such warning (logged at Debug; every drop is counted in the client's statistics and metrics).")]
+        public static partial void DropsDemoted(ILogger logger, long count, string localAddress);
     }
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Transport;
 using Microsoft.Extensions.Logging;
@@ -51,6 +52,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 
     private readonly DatagramClientOptions _options;
     private readonly TimeProvider _timeProvider;
+    private readonly DropLogThrottle _dropLog;
     private readonly ILogger _logger;
     private readonly Socket _socket;
     private readonly SocketAddress _backendAddress;
@@ -87,6 +89,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             ExpectedReplyUid = options.ExpectedReplyUid,
         };
         _timeProvider = timeProvider ?? TimeProvider.System;
+        _dropLog = new DropLogThrottle(_timeProvider);
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<DatagramClient>();
         BackendPath = _options.BackendPath;
         _backendAddress = new UnixDomainSocketEndPoint(BackendPath).Serialize();
@@ -540,14 +543,23 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         if (!UnixAddress.SameAddress(sender, _backendAddressBytes))
         {
             Interlocked.Increment(ref Statistics._spoofedReplies);
-            Log.SpoofedDatagram(_logger, UnixAddress.Format(sender), BackendPath);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                var senderText = UnixAddress.Format(sender);
+                Log.SpoofedDatagram(_logger, dropLevel, senderText, BackendPath);
+            }
             return;
         }
 
         if (oversized)
         {
             Interlocked.Increment(ref Statistics._oversizedDatagrams);
-            Log.OversizedDatagram(_logger, BackendPath, ProtocolConstants.MaxDatagram);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                Log.OversizedDatagram(_logger, dropLevel, BackendPath, ProtocolConstants.MaxDatagram);
+            }
             return;
         }
 
@@ -674,7 +686,23 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     private void OnMalformed(ProtocolViolation violation, string detail)
     {
         Interlocked.Increment(ref Statistics._malformedDatagrams);
-        Log.MalformedDatagram(_logger, BackendPath, violation, detail);
+        var dropLevel = DropLevel();
+        if (_logger.IsEnabled(dropLevel))
+        {
+            Log.MalformedDatagram(_logger, dropLevel, BackendPath, violation, detail);
+        }
+    }
+
+    /// <summary>Warning for the first drop of a window, Debug for the rest (see <see cref="DropLogThrottle"/>).</summary>
+    private LogLevel DropLevel()
+    {
+        var level = _dropLog.Next(out var demoted);
+        if (demoted > 0)
+        {
+            Log.DropsDemoted(_logger, demoted, LocalAddress);
+        }
+
+        return level;
     }
 
     /// <summary>A pending request: completed exactly once, by its reply, its timeout, its caller's token, a send failure or dispose.</summary>

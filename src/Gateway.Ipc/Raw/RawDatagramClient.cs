@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Transport;
 using Microsoft.Extensions.Logging;
@@ -26,6 +27,7 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
 {
     private readonly RawDatagramClientOptions _options;
     private readonly TimeProvider _timeProvider;
+    private readonly DropLogThrottle _dropLog;
     private readonly ILogger _logger;
     private readonly SocketAddress _serverAddress;
     private readonly ConcurrentBag<Socket> _idle = [];
@@ -46,6 +48,7 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxConcurrency, 1);
         _options = options;
         _timeProvider = timeProvider ?? TimeProvider.System;
+        _dropLog = new DropLogThrottle(_timeProvider);
         _logger = (ILogger?)loggerFactory?.CreateLogger<RawDatagramClient>() ?? NullLogger.Instance;
         _serverAddress = new UnixDomainSocketEndPoint(options.ServerPath).Serialize();
         _slots = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
@@ -137,7 +140,13 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
                 if (!UnixAddress.SameAddress(sender.Buffer.Span[..sender.Size], _serverAddress.Buffer.Span[.._serverAddress.Size]))
                 {
                     Interlocked.Increment(ref Statistics.SpoofedDatagrams);
-                    Log.Spoofed(_logger, ServerPath);
+                    var level = _dropLog.Next(out var demoted);
+                    if (demoted > 0)
+                    {
+                        Log.DropsDemoted(_logger, demoted, ServerPath);
+                    }
+
+                    Log.Spoofed(_logger, level, ServerPath);
                     continue;
                 }
 
@@ -320,8 +329,11 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(3001, LogLevel.Warning, "Dropped a datagram from an address other than the raw server {ServerPath}")]
-        public static partial void Spoofed(ILogger logger, string serverPath);
+        [LoggerMessage(EventId = 3001, Message = "Dropped a datagram from an address other than the raw server {ServerPath}")]
+        public static partial void Spoofed(ILogger logger, LogLevel level, string serverPath);
+
+        [LoggerMessage(3003, LogLevel.Warning, "{Count} more datagrams from addresses other than the raw server {ServerPath} were dropped since the last such warning (logged at Debug; all are counted).")]
+        public static partial void DropsDemoted(ILogger logger, long count, string serverPath);
 
         [LoggerMessage(3002, LogLevel.Debug, "Dropped a datagram from raw server {ServerPath}'s address sent by uid {SenderUid} (-1: no credentials); replies are accepted only from uid {ExpectedUid}.")]
         public static partial void ForeignUid(ILogger logger, long senderUid, string serverPath, uint expectedUid);

@@ -1,9 +1,11 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Gateway.Ipc.Backend;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Transport;
 using Gateway.Testing;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Gateway.Ipc.Tests.Backend;
@@ -488,6 +490,33 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
         Assert.Contains("method", reply.ErrorMessage, StringComparison.Ordinal);
         Assert.Equal(0, executions);
         Assert.Equal(1, server.Statistics.MalformedErrorsSent);
+    }
+
+    [Fact]
+    public async Task GarbageFlood_LogsOneWarningPerInterval_TheRestAtDebug_AndTheNextWarningCountsThem()
+    {
+        var time = new FakeTimeProvider();
+        var server = await StartAsync((_, _) => ValueTask.FromResult(new BackendResponse(204)), time: time, logs: _logs);
+        using var client = new TestClient(server.SocketPath);
+
+        for (var i = 0; i < 50; i++)
+        {
+            client.SendRaw("not a frame"u8);
+        }
+
+        await client.BarrierAsync(1);
+        time.Advance(DropLogThrottle.Interval);
+        client.SendRaw("still not a frame"u8);
+        await client.BarrierAsync(2);
+
+        var malformed = _logs.Events.Where(e => e.EventId == 2002).ToList();
+        Assert.Equal(51, server.Statistics.DroppedMalformed);
+        Assert.Equal(51, malformed.Count);
+        Assert.Equal(2, malformed.Count(e => e.Level == LogLevel.Warning)); // the first, and the first after the interval
+        Assert.Equal(49, malformed.Count(e => e.Level == LogLevel.Debug));
+        var summary = Assert.Single(_logs.Events, e => e.EventId == 2022);
+        Assert.Equal(LogLevel.Warning, summary.Level);
+        Assert.StartsWith("49 more datagrams", summary.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -2,9 +2,12 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Tests.Backend;
 using Gateway.Ipc.Tests.Transport;
 using Gateway.Testing;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Gateway.Ipc.Tests.Client;
@@ -169,6 +172,36 @@ public class DatagramClientTests
         Assert.Equal("first", Encoding.UTF8.GetString(reply.Response.Body));
         Assert.Equal(1, client.Statistics.LateReplies);
         Assert.Equal(0, client.PendingCount);
+    }
+
+    [Fact]
+    public async Task SpoofedFlood_LogsOneWarningPerInterval_TheRestAtDebug_AndTheNextWarningCountsThem()
+    {
+        using var dir = new TempSocketDirectory();
+        var time = new FakeTimeProvider();
+        var logs = new LogCapture();
+        await using var backend = new FakeBackend(dir.Socket("b"));
+        await using var client = new DatagramClient(new DatagramClientOptions { BackendPath = backend.Path }, time, logs);
+        using var impostor = DatagramSenderTests.BoundSocket(dir.Socket("impostor"));
+
+        for (var i = 0; i < 30; i++)
+        {
+            await impostor.SendToAsync("spoofed"u8.ToArray(), SocketFlags.None, AddressOf(client));
+        }
+
+        await BarrierAsync(client);
+        time.Advance(DropLogThrottle.Interval);
+        await impostor.SendToAsync("spoofed"u8.ToArray(), SocketFlags.None, AddressOf(client));
+        await BarrierAsync(client);
+
+        var spoofed = logs.Events.Where(e => e.EventId == 2103).ToList();
+        Assert.Equal(31, client.Statistics.SpoofedReplies);
+        Assert.Equal(31, spoofed.Count);
+        Assert.Equal(2, spoofed.Count(e => e.Level == LogLevel.Warning));
+        Assert.Equal(29, spoofed.Count(e => e.Level == LogLevel.Debug));
+        var summary = Assert.Single(logs.Events, e => e.EventId == 2117);
+        Assert.Equal(LogLevel.Warning, summary.Level);
+        Assert.StartsWith("29 more datagrams", summary.Message, StringComparison.Ordinal);
     }
 
     [Fact]
