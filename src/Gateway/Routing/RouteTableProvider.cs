@@ -3,6 +3,7 @@ using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Raw;
 using Gateway.Resilience;
+using Gateway.Security;
 using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
@@ -170,6 +171,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                     Timeout = r.Timeout ?? backend.Timeout,
                     MaxBodySize = Math.Min(r.MaxBodySize ?? backend.MaxBodySize, backend.MaxBodySize),
                     ContentType = r.ContentType,
+                    CallerRule = CallerRule.Create($"{GatewayOptions.SectionName}:Routes:{name}", r.AllowedUids, r.AllowedGids),
                     Summary = r.Summary,
                     Description = r.Description,
                 });
@@ -182,7 +184,12 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 Log.InstanceRetired(_logger, key.Path);
             }
 
-            var table = new RouteTable(++_version, routes, backends);
+            var table = new RouteTable(++_version, routes, backends)
+            {
+                CallerRule = CallerRule.Create($"{GatewayOptions.SectionName}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids),
+                ExemptHealthEndpoints = options.Authorization.ExemptHealthEndpoints,
+                ForwardCallerCredentials = options.ForwardCallerCredentials,
+            };
             Volatile.Write(ref _current, table);
             var previous = Interlocked.Exchange(ref _changeSource, new CancellationTokenSource());
             previous.Cancel();
