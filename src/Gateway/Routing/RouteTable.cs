@@ -12,7 +12,13 @@ internal sealed class RouteTable
         Version = version;
         Routes = routes;
         Backends = backends;
+        _routesByName = routes.ToDictionary(r => r.Name, StringComparer.OrdinalIgnoreCase);
     }
+
+    private readonly Dictionary<string, GatewayRoute> _routesByName;
+
+    /// <summary>This table's route of that name (an endpoint matched on an older table may name one), or null.</summary>
+    public GatewayRoute? FindRoute(string name) => _routesByName.GetValueOrDefault(name);
 
     /// <summary>The global allow-lists (<c>Gateway:Authorization</c>); null = every caller.</summary>
     public CallerRule? CallerRule { get; init; }

@@ -47,7 +47,11 @@ internal sealed class CallerAuthorizationMiddleware(RequestDelegate next, RouteT
             return global;
         }
 
-        if (metadata?.GetMetadata<GatewayRoute>()?.CallerRule is { } route && !route.Allows(caller))
+        // The rule of the current table, even when routing still matched on the previous one: a tightened list applies
+        // as soon as the reload is in.
+        if (metadata?.GetMetadata<GatewayRoute>() is { } matched
+            && (table.FindRoute(matched.Name) ?? matched).CallerRule is { } route
+            && !route.Allows(caller))
         {
             return route;
         }
