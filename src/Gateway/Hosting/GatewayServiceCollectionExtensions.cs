@@ -57,14 +57,14 @@ internal static class GatewayServiceCollectionExtensions
     }
 
     /// <summary>
-    /// Adds the middleware and endpoints: request IDs, header limits (431), caller authorization (403), per-caller
+    /// Adds the middleware and endpoints: request IDs, caller authorization (403), header limits (431), per-caller
     /// rate limits (429), problem details for 404/405, health, the routes.
     /// </summary>
     public static WebApplication MapGateway(this WebApplication app)
     {
         app.UseMiddleware<RequestIdMiddleware>();
+        app.UseMiddleware<CallerAuthorizationMiddleware>(); // first: its log scope (the caller) covers the rest
         app.UseMiddleware<RequestHeaderLimitsMiddleware>();
-        app.UseMiddleware<CallerAuthorizationMiddleware>();
         app.UseRateLimiter();
 
         app.UseStatusCodePages(StatusCodeProblems.WriteAsync);
