@@ -23,6 +23,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private readonly Dictionary<InstanceKey, BackendInstance> _instances = [];
     private readonly Lock _gate = new();
     private readonly IDisposable? _reloadRegistration;
+    private CancellationTokenSource _routingChangeSource = new();
     private CancellationTokenSource _changeSource = new();
     private RouteTable _current;
     private readonly string _replyPrefix = "gw-reply-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
@@ -46,8 +47,14 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
     public RouteTable Current => Volatile.Read(ref _current);
 
-    /// <summary>Fires when the table has been replaced.</summary>
+    /// <summary>
+    /// Fires when the table has been replaced and ASP.NET Core routing has adopted it (its matcher is rebuilt in the
+    /// routing token's callbacks, which run first): a request sent after this fires is routed on the new table.
+    /// </summary>
     public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changeSource).Token);
+
+    /// <summary>For <see cref="GatewayEndpointDataSource"/> only: fires first when the table has been replaced.</summary>
+    internal IChangeToken GetRoutingChangeToken() => new CancellationChangeToken(Volatile.Read(ref _routingChangeSource).Token);
 
     /// <summary>Every instance currently known (for health and admin).</summary>
     public IReadOnlyCollection<BackendInstance> Instances
@@ -191,9 +198,15 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 ForwardCallerCredentials = options.ForwardCallerCredentials,
             };
             Volatile.Write(ref _current, table);
-            var previous = Interlocked.Exchange(ref _changeSource, new CancellationTokenSource());
-            previous.Cancel();
-            previous.Dispose();
+            // Routing first (its callbacks rebuild the matcher synchronously), then everyone else: callbacks on one
+            // token run in reverse order of registration, so one token could announce the change before routing saw it.
+            foreach (var source in (ReadOnlySpan<CancellationTokenSource>)[
+                Interlocked.Exchange(ref _routingChangeSource, new CancellationTokenSource()),
+                Interlocked.Exchange(ref _changeSource, new CancellationTokenSource())])
+            {
+                source.Cancel();
+                source.Dispose();
+            }
             return table;
         }
     }
@@ -248,6 +261,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             await instance.DisposeAsync().ConfigureAwait(false);
         }
 
+        _routingChangeSource.Dispose();
         _changeSource.Dispose();
     }
 
