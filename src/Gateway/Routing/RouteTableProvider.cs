@@ -99,7 +99,16 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 return;
             }
 
-            table = Build(options);
+            try
+            {
+                table = Build(options);
+            }
+            catch (InvalidOperationException ex)
+            {
+                // e.g. a user or group name of an allow-list removed from /etc/passwd since validation a moment ago
+                Log.ConfigurationRejected(_logger, ex.Message);
+                return;
+            }
         }
 
         Log.RouteTableReloaded(_logger, table.Version, table.Routes.Count, table.Backends.Count);
@@ -124,6 +133,10 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     {
         lock (_gate)
         {
+            // Resolved first: a name that no longer resolves must fail the build before anything changes.
+            var globalRule = CallerRule.Create($"{GatewayOptions.SectionName}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids);
+            var routeRules = options.Routes.ToDictionary(r => r.Key, r => CallerRule.Create($"{GatewayOptions.SectionName}:Routes:{r.Key}", r.Value.AllowedUids, r.Value.AllowedGids), StringComparer.OrdinalIgnoreCase);
+
             _replyDirectory = options.ReplySocketDirectory;
             if (_replyDirectory is not null)
             {
@@ -178,7 +191,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                     Timeout = r.Timeout ?? backend.Timeout,
                     MaxBodySize = Math.Min(r.MaxBodySize ?? backend.MaxBodySize, backend.MaxBodySize),
                     ContentType = r.ContentType,
-                    CallerRule = CallerRule.Create($"{GatewayOptions.SectionName}:Routes:{name}", r.AllowedUids, r.AllowedGids),
+                    CallerRule = routeRules[name],
                     Summary = r.Summary,
                     Description = r.Description,
                 });
@@ -193,7 +206,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
             var table = new RouteTable(++_version, routes, backends)
             {
-                CallerRule = CallerRule.Create($"{GatewayOptions.SectionName}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids),
+                CallerRule = globalRule,
                 ExemptHealthEndpoints = options.Authorization.ExemptHealthEndpoints,
                 ForwardCallerCredentials = options.ForwardCallerCredentials,
             };
