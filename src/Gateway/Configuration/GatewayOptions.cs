@@ -30,6 +30,22 @@ public sealed class GatewayOptions
     /// </summary>
     public string? ReplySocketDirectory { get; set; }
 
+    /// <summary>Which callers (by the Unix peer credentials of their connection) may use the gateway.</summary>
+    public CallerAuthorizationOptions Authorization { get; set; } = new();
+
+    /// <summary>
+    /// Whether the caller's uid, gid and pid travel to envelope backends as <c>x-gateway-caller-uid</c>,
+    /// <c>x-gateway-caller-gid</c> and <c>x-gateway-caller-pid</c>. Incoming headers of these names are always removed.
+    /// <value>The default value is <see langword="false"/>.</value>
+    /// </summary>
+    public bool ForwardCallerCredentials { get; set; }
+
+    /// <summary>Request header limits, enforced with problem details (431).</summary>
+    public RequestLimitsOptions Limits { get; set; } = new();
+
+    /// <summary>Per-caller (uid) rate and concurrency limits; off by default.</summary>
+    public CallerRateLimitOptions RateLimiting { get; set; } = new();
+
     /// <summary>The in-process echo backend of the zero-configuration demo.</summary>
     public DemoBackendOptions DemoBackend { get; set; } = new();
 
@@ -275,9 +291,89 @@ public sealed class RouteOptions
     /// <summary>Content type of responses from a raw backend.</summary>
     public string? ContentType { get; set; }
 
+    /// <summary>
+    /// Uids (numbers or user names) allowed on this route, in addition to passing the global
+    /// <c>Gateway:Authorization</c> lists. Empty = no route-specific rule.
+    /// </summary>
+    public List<string> AllowedUids { get; set; } = [];
+
+    /// <summary>Gids (numbers or group names) allowed on this route; see <see cref="AllowedUids"/>.</summary>
+    public List<string> AllowedGids { get; set; } = [];
+
     /// <summary>One-line summary (OpenAPI).</summary>
     public string? Summary { get; set; }
 
     /// <summary>Longer description (OpenAPI).</summary>
     public string? Description { get; set; }
+}
+
+/// <summary>The <c>Gateway:Authorization</c> section: allow-lists checked against each connection's SO_PEERCRED.</summary>
+public sealed class CallerAuthorizationOptions
+{
+    /// <summary>
+    /// Uids (numbers, or user names from /etc/passwd) allowed to call; a caller passes if its uid is listed or one
+    /// of its groups is in <see cref="AllowedGids"/>.
+    /// <value>The default value is empty: with both lists empty every caller that can open the socket may call.</value>
+    /// </summary>
+    public List<string> AllowedUids { get; set; } = [];
+
+    /// <summary>
+    /// Gids (numbers, or group names from /etc/group) allowed to call: the caller's primary group or any of its
+    /// supplementary groups (SO_PEERGROUPS) must be listed.
+    /// <value>The default value is empty.</value>
+    /// </summary>
+    public List<string> AllowedGids { get; set; } = [];
+
+    /// <summary>
+    /// Whether <c>/healthz</c> and <c>/readyz</c> answer every caller, whatever the allow-lists (for probes).
+    /// <value>The default value is <see langword="true"/>.</value>
+    /// </summary>
+    public bool ExemptHealthEndpoints { get; set; } = true;
+}
+
+/// <summary>The <c>Gateway:Limits</c> section.</summary>
+public sealed class RequestLimitsOptions
+{
+    /// <summary>Kestrel's own limits are set this many times higher, as a backstop (it answers a bare 431).</summary>
+    internal const int KestrelBackstopFactor = 2;
+
+    /// <summary>
+    /// Most header field lines a request may carry; more → 431 problem details.
+    /// <value>The default value is 100.</value>
+    /// </summary>
+    public int MaxRequestHeaderCount { get; set; } = 100;
+
+    /// <summary>
+    /// Largest total size of the request's header fields (name + value + 4 bytes per field line); more → 431.
+    /// <value>The default value is 32,768 bytes.</value>
+    /// </summary>
+    public int MaxRequestHeadersTotalSize { get; set; } = 32 * 1024;
+}
+
+/// <summary>The <c>Gateway:RateLimiting</c> section: limits per caller uid (ASP.NET Core rate limiting).</summary>
+public sealed class CallerRateLimitOptions
+{
+    /// <summary>
+    /// Sustained requests per second per caller uid (token bucket); fractions allowed (0.5 = one every 2 s).
+    /// <value>The default value is <see langword="null"/> (no rate limit).</value>
+    /// </summary>
+    public double? PermitsPerSecond { get; set; }
+
+    /// <summary>
+    /// Requests a caller may make at once before the rate applies (the bucket's size).
+    /// <value>The default value is <see cref="PermitsPerSecond"/> rounded up (at least 1).</value>
+    /// </summary>
+    public int? Burst { get; set; }
+
+    /// <summary>
+    /// Requests in flight per caller uid; one more gets 429 at once.
+    /// <value>The default value is <see langword="null"/> (no concurrency limit).</value>
+    /// </summary>
+    public int? ConcurrentRequestsPerCaller { get; set; }
+
+    /// <summary>The effective burst.</summary>
+    internal int EffectiveBurst => Burst ?? (int)Math.Clamp(Math.Ceiling(PermitsPerSecond ?? 1), 1, int.MaxValue);
+
+    /// <summary>Whether any limit is configured.</summary>
+    internal bool Enabled => PermitsPerSecond is not null || ConcurrentRequestsPerCaller is not null;
 }

@@ -131,6 +131,9 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             errors.Add($"{root}:RequestIdHeader: '{options.RequestIdHeader}' is not a valid header name.");
         }
 
+        ValidateCallerLists(errors, $"{root}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids);
+        ValidateLimits(errors, root, options.Limits, options.RateLimiting);
+
         if (options.ReplySocketDirectory is { } replyDirectory)
         {
             // Reply sockets are named "gw-reply-<12 hex>-<n>.sock" inside it: keep room for that in sun_path.
@@ -253,6 +256,8 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
                 errors.Add($"{key}:Backend: '{route.Backend}' is not a configured backend ({known}).");
             }
 
+            ValidateCallerLists(errors, key, route.AllowedUids, route.AllowedGids);
+
             if (route.Timeout is { } timeout && timeout <= TimeSpan.Zero)
             {
                 errors.Add($"{key}:Timeout: must be positive.");
@@ -279,6 +284,61 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         }
 
         return errors;
+    }
+
+    /// <summary>Every entry of an allow-list must be a numeric id or a known name.</summary>
+    private static void ValidateCallerLists(List<string> errors, string section, List<string> uids, List<string> gids)
+    {
+        for (var i = 0; i < uids.Count; i++)
+        {
+            if (!Security.UnixIds.TryResolveUser(uids[i], out _))
+            {
+                errors.Add(string.Create(CultureInfo.InvariantCulture, $"{section}:AllowedUids:{i}: '{uids[i]}' is not a uid (a number or a user name from /etc/passwd)."));
+            }
+        }
+
+        for (var i = 0; i < gids.Count; i++)
+        {
+            if (!Security.UnixIds.TryResolveGroup(gids[i], out _))
+            {
+                errors.Add(string.Create(CultureInfo.InvariantCulture, $"{section}:AllowedGids:{i}: '{gids[i]}' is not a gid (a number or a group name from /etc/group)."));
+            }
+        }
+    }
+
+    private static void ValidateLimits(List<string> errors, string root, RequestLimitsOptions limits, CallerRateLimitOptions rate)
+    {
+        if (limits.MaxRequestHeaderCount is < 1 or > 10_000)
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:Limits:MaxRequestHeaderCount: {limits.MaxRequestHeaderCount} is out of range (1–10000)."));
+        }
+
+        if (limits.MaxRequestHeadersTotalSize is < 1024 or > 16 * 1024 * 1024)
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:Limits:MaxRequestHeadersTotalSize: {limits.MaxRequestHeadersTotalSize} is out of range (1024–16777216 bytes)."));
+        }
+
+        if (rate.PermitsPerSecond is { } permits && (!double.IsFinite(permits) || permits <= 0 || permits > 1_000_000))
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:RateLimiting:PermitsPerSecond: {permits} is out of range (0 < rate ≤ 1000000)."));
+        }
+
+        if (rate.Burst is { } burst)
+        {
+            if (burst is < 1 or > 1_000_000)
+            {
+                errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:RateLimiting:Burst: {burst} is out of range (1–1000000)."));
+            }
+            else if (rate.PermitsPerSecond is null)
+            {
+                errors.Add($"{root}:RateLimiting:Burst: has no effect without {root}:RateLimiting:PermitsPerSecond.");
+            }
+        }
+
+        if (rate.ConcurrentRequestsPerCaller is < 1 or > 1_000_000)
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:RateLimiting:ConcurrentRequestsPerCaller: {rate.ConcurrentRequestsPerCaller} is out of range (1–1000000)."));
+        }
     }
 
     public static bool TryParseMode(string? text, out UnixFileMode mode)

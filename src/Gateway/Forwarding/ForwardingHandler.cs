@@ -8,6 +8,7 @@ using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Raw;
 using Gateway.Resilience;
 using Gateway.Routing;
+using Gateway.Security;
 using Microsoft.AspNetCore.Http.Features;
 using Polly;
 using Polly.CircuitBreaker;
@@ -83,7 +84,8 @@ internal sealed class ForwardingHandler
     {
         var request = context.Request;
         var backend = route.Backend;
-        var tableVersion = _routes.Current.Version;
+        var table = _routes.Current;
+        var tableVersion = table.Version;
 
         // The first instance's client numbers the request; retries keep the number (docs/protocol.md section 5).
         var first = InstanceSelector.Select(backend, []);
@@ -97,7 +99,7 @@ internal sealed class ForwardingHandler
         using var scope = _logger.BeginScope(new CorrelationScope(context.TraceIdentifier, correlationText, route.Name, backend.Name));
 
         var budget = route.Timeout;
-        EncodeRequestHead(context, writer, correlationId, budget);
+        EncodeRequestHead(context, writer, correlationId, budget, table.ForwardCallerCredentials);
 
         if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
         {
@@ -229,7 +231,7 @@ internal sealed class ForwardingHandler
         }
     }
 
-    private static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget)
+    private static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget, bool forwardCaller)
     {
         var request = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
@@ -274,7 +276,18 @@ internal sealed class ForwardingHandler
         {
             writer.AddHeader("x-forwarded-prefix", request.PathBase.Value);
         }
+
+        if (forwardCaller && context.Features.Get<IPeerCredentialsFeature>() is { } caller)
+        {
+            Span<char> number = stackalloc char[11];
+            writer.AddHeader(HeaderRules.CallerUidHeader, Format(caller.Uid, number));
+            writer.AddHeader(HeaderRules.CallerGidHeader, Format(caller.Gid, number));
+            writer.AddHeader(HeaderRules.CallerPidHeader, Format((uint)caller.Pid, number));
+        }
     }
+
+    private static ReadOnlySpan<char> Format(uint value, Span<char> buffer) =>
+        value.TryFormat(buffer, out var written, default, CultureInfo.InvariantCulture) ? buffer[..written] : throw new InvalidOperationException("A uint has at most 10 digits.");
 
     /// <summary>Copies the body into the frame; returns its length, or -1 when it exceeds <paramref name="limit"/>.</summary>
     private static async ValueTask<long> ReadBodyAsync(PipeReader reader, FrameWriter writer, long limit, CancellationToken cancellationToken)

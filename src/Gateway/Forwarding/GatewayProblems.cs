@@ -18,6 +18,11 @@ internal enum GatewayFailure
     BackendDeadlineExceeded,
     CircuitOpen,
     BackendBusy,
+    CallerNotAllowed,
+    TooManyHeaders,
+    HeadersTooLarge,
+    RateLimited,
+    TooManyConcurrentRequests,
 }
 
 /// <summary>
@@ -33,6 +38,11 @@ internal static class GatewayProblems
 
     public static (int Status, string Type, string Title) Describe(GatewayFailure failure) => failure switch
     {
+        GatewayFailure.CallerNotAllowed => (StatusCodes.Status403Forbidden, "caller-not-allowed", "The caller is not allowed"),
+        GatewayFailure.TooManyHeaders => (StatusCodes.Status431RequestHeaderFieldsTooLarge, "too-many-headers", "The request has too many header fields"),
+        GatewayFailure.HeadersTooLarge => (StatusCodes.Status431RequestHeaderFieldsTooLarge, "headers-too-large", "The request's header fields are too large"),
+        GatewayFailure.RateLimited => (StatusCodes.Status429TooManyRequests, "rate-limited", "The caller exceeded its request rate"),
+        GatewayFailure.TooManyConcurrentRequests => (StatusCodes.Status429TooManyRequests, "too-many-concurrent-requests", "The caller has too many requests in flight"),
         GatewayFailure.NoRoute => (StatusCodes.Status404NotFound, "no-route", "No route matches the request"),
         GatewayFailure.MethodNotAllowed => (StatusCodes.Status405MethodNotAllowed, "method-not-allowed", "The route does not allow this method"),
         GatewayFailure.BodyTooLarge => (StatusCodes.Status413PayloadTooLarge, "body-too-large", "The request body is larger than the route allows"),
@@ -49,7 +59,7 @@ internal static class GatewayProblems
         _ => (StatusCodes.Status502BadGateway, "backend-error", "The backend could not handle the request"),
     };
 
-    public static ProblemDetails Create(HttpContext context, GatewayFailure failure, string detail)
+    public static ProblemDetails Create(HttpContext context, GatewayFailure failure, string detail, IEnumerable<KeyValuePair<string, object?>>? extensions = null)
     {
         var (status, type, title) = Describe(failure);
         var problem = new ProblemDetails
@@ -61,6 +71,11 @@ internal static class GatewayProblems
             Instance = context.Request.Path,
         };
         problem.Extensions["requestId"] = context.TraceIdentifier;
+        foreach (var (key, value) in extensions ?? [])
+        {
+            problem.Extensions[key] = value;
+        }
+
         if (context.Items.TryGetValue(CorrelationItems.CorrelationId, out var correlationId) && correlationId is string id)
         {
             problem.Extensions["correlationId"] = id;
@@ -69,9 +84,9 @@ internal static class GatewayProblems
         return problem;
     }
 
-    public static async Task WriteAsync(HttpContext context, GatewayFailure failure, string detail)
+    public static async Task WriteAsync(HttpContext context, GatewayFailure failure, string detail, IEnumerable<KeyValuePair<string, object?>>? extensions = null)
     {
-        var problem = Create(context, failure, detail);
+        var problem = Create(context, failure, detail, extensions);
         var response = context.Response;
         response.StatusCode = problem.Status!.Value;
         if (problem.Status == StatusCodes.Status503ServiceUnavailable)

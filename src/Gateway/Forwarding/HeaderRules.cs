@@ -16,9 +16,22 @@ internal static class HeaderRules
     private static readonly SearchValues<char> RequestIdChars =
         SearchValues.Create("-._~:0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
 
-    /// <summary>Whether a request header is forwarded to the backend.</summary>
+    /// <summary>Prefix of the headers carrying the caller's credentials (<c>Gateway:ForwardCallerCredentials</c>).</summary>
+    public const string CallerHeaderPrefix = "x-gateway-caller-";
+
+    public const string CallerUidHeader = CallerHeaderPrefix + "uid";
+
+    public const string CallerGidHeader = CallerHeaderPrefix + "gid";
+
+    public const string CallerPidHeader = CallerHeaderPrefix + "pid";
+
+    /// <summary>
+    /// Whether a request header is forwarded to the backend. Never the caller-credential headers a client sent:
+    /// only the gateway sets those, so a backend can trust them.
+    /// </summary>
     public static bool ForwardRequestHeader(string name) =>
         !HopByHop.Contains(name)
+        && !name.StartsWith(CallerHeaderPrefix, StringComparison.OrdinalIgnoreCase)
         && !name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)
         && !name.Equals("traceparent", StringComparison.OrdinalIgnoreCase)
         && !name.Equals("tracestate", StringComparison.OrdinalIgnoreCase)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Gateway.Routing;
+using Gateway.Security;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
@@ -21,9 +22,9 @@ internal static class HealthEndpoints
     public static IEndpointRouteBuilder MapGatewayHealthChecks(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(LiveTag), ResponseWriter = WriteJsonAsync })
-            .WithName("Liveness").WithTags("Health");
+            .WithName("Liveness").WithTags("Health").WithMetadata(HealthEndpointMetadata.Instance).DisableRateLimiting();
         endpoints.MapHealthChecks("/readyz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(ReadyTag), ResponseWriter = WriteJsonAsync })
-            .WithName("Readiness").WithTags("Health");
+            .WithName("Readiness").WithTags("Health").WithMetadata(HealthEndpointMetadata.Instance).DisableRateLimiting();
         return endpoints;
     }
 

@@ -3,6 +3,7 @@ using Gateway.Configuration;
 using Gateway.Forwarding;
 using Gateway.Health;
 using Gateway.Routing;
+using Gateway.Security;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -51,13 +52,20 @@ internal static class GatewayServiceCollectionExtensions
         services.AddGatewayOpenApi();
         services.AddGatewayTelemetry(builder.Configuration);
         services.AddGatewayResilience();
+        services.AddGatewayRateLimiting();
         return builder;
     }
 
-    /// <summary>Adds the middleware and endpoints: request IDs, problem details for 404/405, health, the routes.</summary>
+    /// <summary>
+    /// Adds the middleware and endpoints: request IDs, caller authorization (403), header limits (431), per-caller
+    /// rate limits (429), problem details for 404/405, health, the routes.
+    /// </summary>
     public static WebApplication MapGateway(this WebApplication app)
     {
         app.UseMiddleware<RequestIdMiddleware>();
+        app.UseMiddleware<CallerAuthorizationMiddleware>(); // first: its log scope (the caller) covers the rest
+        app.UseMiddleware<RequestHeaderLimitsMiddleware>();
+        app.UseRateLimiter();
 
         app.UseStatusCodePages(StatusCodeProblems.WriteAsync);
         app.MapGatewayHealthChecks();

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Transport;
+using Gateway.Security;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 
@@ -25,12 +26,20 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
         _logger = logger;
     }
 
-    /// <summary>Called from Kestrel's configuration: prepares the path and adds the listeners.</summary>
+    /// <summary>
+    /// Called from Kestrel's configuration: prepares the path and adds the listeners. The Unix listener records each
+    /// connection's peer credentials (<see cref="IPeerCredentialsFeature"/>). Kestrel's header limits become a
+    /// backstop above the gateway's own (<see cref="RequestHeaderLimitsMiddleware"/>), which answer with problem details.
+    /// </summary>
     public void Configure(KestrelServerOptions kestrel)
     {
+        var limits = _options.Limits;
+        kestrel.Limits.MaxRequestHeaderCount = Math.Max(kestrel.Limits.MaxRequestHeaderCount, limits.MaxRequestHeaderCount * RequestLimitsOptions.KestrelBackstopFactor);
+        kestrel.Limits.MaxRequestHeadersTotalSize = Math.Max(kestrel.Limits.MaxRequestHeadersTotalSize, limits.MaxRequestHeadersTotalSize * RequestLimitsOptions.KestrelBackstopFactor);
+
         var path = _options.Listen.UnixSocket;
         Prepare(path, _logger);
-        kestrel.ListenUnixSocket(path);
+        kestrel.ListenUnixSocket(path, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
         _bound = true;
         if (_options.Listen.TcpPort is { } port)
         {

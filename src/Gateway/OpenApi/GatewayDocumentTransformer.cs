@@ -40,7 +40,7 @@ internal sealed class GatewayDocumentTransformer(RouteTableProvider routes, Endp
 
         foreach (var route in table.Routes)
         {
-            AddRoute(document, route, problem);
+            AddRoute(document, route, problem, table.CallerRule, gateway.RateLimiting.Enabled);
         }
 
         AddOwnEndpoints(document);
@@ -61,8 +61,9 @@ internal sealed class GatewayDocumentTransformer(RouteTableProvider routes, Endp
         return Task.CompletedTask;
     }
 
-    private static void AddRoute(OpenApiDocument document, GatewayRoute route, OpenApiSchemaReference problem)
+    private static void AddRoute(OpenApiDocument document, GatewayRoute route, OpenApiSchemaReference problem, Security.CallerRule? globalRule, bool rateLimited)
     {
+        var rules = string.Join(" and ", new[] { globalRule?.Name, route.CallerRule?.Name }.OfType<string>().Select(n => "`" + n + "`"));
         var path = CurlCommand.OpenApiPath(route.Pattern);
         var item = GetPathItem(document, path);
         var raw = route.Backend.Mode == BackendMode.Raw;
@@ -105,6 +106,18 @@ internal sealed class GatewayDocumentTransformer(RouteTableProvider routes, Endp
             {
                 operation.Responses[status] = ProblemResponse(description, problem);
             }
+
+            if (rules.Length > 0)
+            {
+                operation.Responses["403"] = ProblemResponse($"The caller (by the Unix socket's peer credentials) is not allowed by {rules}; `rule` names the one it failed.", problem);
+            }
+
+            if (rateLimited)
+            {
+                operation.Responses["429"] = ProblemResponse("The caller's uid exceeded `Gateway:RateLimiting` (rate: with `Retry-After`; or requests in flight).", problem);
+            }
+
+            operation.Responses["431"] = ProblemResponse("Too many header fields, or too large in total (`Gateway:Limits`; `limit` and `actual` given).", problem);
 
             operation.Extensions = new Dictionary<string, IOpenApiExtension>
             {

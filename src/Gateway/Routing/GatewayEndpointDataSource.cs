@@ -37,7 +37,7 @@ internal sealed class GatewayEndpointDataSource : EndpointDataSource
         }
     }
 
-    public override IChangeToken GetChangeToken() => _provider.GetChangeToken();
+    public override IChangeToken GetChangeToken() => _provider.GetRoutingChangeToken();
 
     private List<Endpoint> BuildEndpoints(RouteTable table)
     {

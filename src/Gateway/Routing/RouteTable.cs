@@ -1,4 +1,5 @@
 using Gateway.Configuration;
+using Gateway.Security;
 using Microsoft.AspNetCore.Routing.Patterns;
 
 namespace Gateway.Routing;
@@ -11,7 +12,22 @@ internal sealed class RouteTable
         Version = version;
         Routes = routes;
         Backends = backends;
+        _routesByName = routes.ToDictionary(r => r.Name, StringComparer.OrdinalIgnoreCase);
     }
+
+    private readonly Dictionary<string, GatewayRoute> _routesByName;
+
+    /// <summary>This table's route of that name (an endpoint matched on an older table may name one), or null.</summary>
+    public GatewayRoute? FindRoute(string name) => _routesByName.GetValueOrDefault(name);
+
+    /// <summary>The global allow-lists (<c>Gateway:Authorization</c>); null = every caller.</summary>
+    public CallerRule? CallerRule { get; init; }
+
+    /// <summary><c>Gateway:Authorization:ExemptHealthEndpoints</c>.</summary>
+    public bool ExemptHealthEndpoints { get; init; } = true;
+
+    /// <summary><c>Gateway:ForwardCallerCredentials</c>.</summary>
+    public bool ForwardCallerCredentials { get; init; }
 
     public long Version { get; }
 
@@ -39,6 +55,9 @@ internal sealed class GatewayRoute
     public required long MaxBodySize { get; init; }
 
     public string? ContentType { get; init; }
+
+    /// <summary>The route's own allow-lists, checked after the global ones; null = none.</summary>
+    public CallerRule? CallerRule { get; init; }
 
     public string? Summary { get; init; }
 

@@ -3,6 +3,7 @@ using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Raw;
 using Gateway.Resilience;
+using Gateway.Security;
 using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
@@ -22,6 +23,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private readonly Dictionary<InstanceKey, BackendInstance> _instances = [];
     private readonly Lock _gate = new();
     private readonly IDisposable? _reloadRegistration;
+    private CancellationTokenSource _routingChangeSource = new();
     private CancellationTokenSource _changeSource = new();
     private RouteTable _current;
     private readonly string _replyPrefix = "gw-reply-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
@@ -45,8 +47,14 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
     public RouteTable Current => Volatile.Read(ref _current);
 
-    /// <summary>Fires when the table has been replaced.</summary>
+    /// <summary>
+    /// Fires when the table has been replaced and ASP.NET Core routing has adopted it (its matcher is rebuilt in the
+    /// routing token's callbacks, which run first): a request sent after this fires is routed on the new table.
+    /// </summary>
     public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changeSource).Token);
+
+    /// <summary>For <see cref="GatewayEndpointDataSource"/> only: fires first when the table has been replaced.</summary>
+    internal IChangeToken GetRoutingChangeToken() => new CancellationChangeToken(Volatile.Read(ref _routingChangeSource).Token);
 
     /// <summary>Every instance currently known (for health and admin).</summary>
     public IReadOnlyCollection<BackendInstance> Instances
@@ -91,7 +99,16 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 return;
             }
 
-            table = Build(options);
+            try
+            {
+                table = Build(options);
+            }
+            catch (InvalidOperationException ex)
+            {
+                // e.g. a user or group name of an allow-list removed from /etc/passwd since validation a moment ago
+                Log.ConfigurationRejected(_logger, ex.Message);
+                return;
+            }
         }
 
         Log.RouteTableReloaded(_logger, table.Version, table.Routes.Count, table.Backends.Count);
@@ -116,6 +133,10 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     {
         lock (_gate)
         {
+            // Resolved first: a name that no longer resolves must fail the build before anything changes.
+            var globalRule = CallerRule.Create($"{GatewayOptions.SectionName}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids);
+            var routeRules = options.Routes.ToDictionary(r => r.Key, r => CallerRule.Create($"{GatewayOptions.SectionName}:Routes:{r.Key}", r.Value.AllowedUids, r.Value.AllowedGids), StringComparer.OrdinalIgnoreCase);
+
             _replyDirectory = options.ReplySocketDirectory;
             _ = GatewayOptionsValidator.TryParseMode(options.Listen.SocketMode, out _replyMode);
             if (_replyDirectory is not null)
@@ -170,6 +191,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                     Timeout = r.Timeout ?? backend.Timeout,
                     MaxBodySize = Math.Min(r.MaxBodySize ?? backend.MaxBodySize, backend.MaxBodySize),
                     ContentType = r.ContentType,
+                    CallerRule = routeRules[name],
                     Summary = r.Summary,
                     Description = r.Description,
                 });
@@ -182,11 +204,22 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 Log.InstanceRetired(_logger, key.Path);
             }
 
-            var table = new RouteTable(++_version, routes, backends);
+            var table = new RouteTable(++_version, routes, backends)
+            {
+                CallerRule = globalRule,
+                ExemptHealthEndpoints = options.Authorization.ExemptHealthEndpoints,
+                ForwardCallerCredentials = options.ForwardCallerCredentials,
+            };
             Volatile.Write(ref _current, table);
-            var previous = Interlocked.Exchange(ref _changeSource, new CancellationTokenSource());
-            previous.Cancel();
-            previous.Dispose();
+            // Routing first (its callbacks rebuild the matcher synchronously), then everyone else: callbacks on one
+            // token run in reverse order of registration, so one token could announce the change before routing saw it.
+            foreach (var source in (ReadOnlySpan<CancellationTokenSource>)[
+                Interlocked.Exchange(ref _routingChangeSource, new CancellationTokenSource()),
+                Interlocked.Exchange(ref _changeSource, new CancellationTokenSource())])
+            {
+                source.Cancel();
+                source.Dispose();
+            }
             return table;
         }
     }
@@ -278,6 +311,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             await instance.DisposeAsync().ConfigureAwait(false);
         }
 
+        _routingChangeSource.Dispose();
         _changeSource.Dispose();
     }
 
