@@ -14,7 +14,7 @@ public class ReplySocketDirectoryTests
     private const UnixFileMode OwnerAndGroupReadWrite = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
 
     [Fact]
-    public async Task EnvelopeAndRawReplies_ComeBackToSocketFilesInTheDirectory_RemovedOnShutdown()
+    public async Task EnvelopeAndRawReplies_ComeBackToSocketFilesInTheDirectory()
     {
         using var dir = new TempSocketDirectory();
         var replies = Directory.CreateDirectory(dir.Socket("replies")).FullName;
@@ -48,6 +48,42 @@ public class ReplySocketDirectoryTests
             Assert.Contains(files, f => f!.StartsWith("gw-raw-", StringComparison.Ordinal));
             Assert.All(Directory.GetFiles(replies), f => Assert.Equal(OwnerAndGroupReadWrite, File.GetUnixFileMode(f)));
         }
+    }
+
+    /// <summary>
+    /// Shutdown of the real process (SIGTERM) removes every reply socket file. A process, not the factory: disposing a
+    /// WebApplicationFactory did not always dispose the app's singletons before returning under a parallel test run.
+    /// </summary>
+    [Fact]
+    public async Task GatewayProcess_Sigterm_RemovesItsReplySocketFiles()
+    {
+        using var dir = new TempSocketDirectory();
+        var replies = Directory.CreateDirectory(dir.Socket("replies")).FullName;
+        await using var envelope = await TestBackend.StartAsync(dir.Socket("env.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("from envelope")));
+        await using var raw = await RawServers.StartPythonAsync(dir.Socket("raw.sock"));
+        var socket = dir.Socket("gw.sock");
+        await using var gateway = await GatewayProcess.StartHealthyAsync(
+            socket,
+            "--Gateway:DemoBackend:Enabled=false",
+            "--Gateway:ReplySocketDirectory=" + replies,
+            "--Gateway:Backends:env:Instances:0=" + envelope.SocketPath,
+            "--Gateway:Backends:raw:Instances:0=" + dir.Socket("raw.sock"),
+            "--Gateway:Backends:raw:Mode=Raw",
+            "--Gateway:Routes:env:Path=/env",
+            "--Gateway:Routes:env:Backend=env",
+            "--Gateway:Routes:raw:Path=/raw",
+            "--Gateway:Routes:raw:Backend=raw");
+        using (var client = UnixHttp.CreateClient(socket))
+        {
+            using var fromEnvelope = await client.GetAsync("/env");
+            using var fromRaw = await client.PostAsync("/raw", new StringContent("via a file"));
+            Assert.Equal(HttpStatusCode.OK, fromEnvelope.StatusCode);
+            Assert.Equal(HttpStatusCode.OK, fromRaw.StatusCode);
+            Assert.NotEmpty(Directory.GetFiles(replies));
+        }
+
+        await gateway.SignalAsyncNoWait(15); // SIGTERM
+        Assert.Equal(0, await gateway.WaitForExitAsync());
 
         Assert.Empty(Directory.GetFiles(replies));
     }
