@@ -60,7 +60,7 @@ internal sealed class ChaosRun(ChaosOptions options)
                 await warm.RunAsync(options.Concurrency, "warm", stopWarm.Token);
             }
 
-            var pendingAfterWarm = await SettleAsync(http);
+            var pendingAfterWarm = await SettleAsync(http, spoofed: 0);
             var baselineKb = ProcStatus.Kb(gatewayPid, "VmRSS");
             Say($"warm-up (no chaos): {warm.Requests} requests; then pending {pendingAfterWarm.Pending}, in flight {pendingAfterWarm.InFlight}; baseline RSS {ProcStatus.MiB(baselineKb)}");
 
@@ -110,7 +110,7 @@ internal sealed class ChaosRun(ChaosOptions options)
 
             await WaitAsync("backends bound after chaos", () => _backends.All(b => UnixSocketFile.Probe(b.SocketPath, SocketType.Dgram) == SocketFileState.Live));
             var ready = await TryWaitAsync(async () => await StatusAsync(http, "/readyz") == 200, TimeSpan.FromSeconds(60));
-            var admin = await SettleAsync(http);
+            var admin = await SettleAsync(http, injector.ToGateway);
             var endKb = await EndRssAsync(gatewayPid);
             await sampler.CancelAsync();
             await sampling;
@@ -182,7 +182,7 @@ internal sealed class ChaosRun(ChaosOptions options)
         Say($"fault proxy (kv-3): {proxy.Replies} replies, {proxy.Dropped} dropped, {proxy.Duplicated} duplicated, {proxy.Delayed} delayed 100-900 ms");
         Say($"injected: {injector.ToGateway} datagrams into the gateway's reply sockets, {injector.ToBackends} into backend sockets");
         Say("");
-        Say($"requests: {load.Requests} ({load.Requests / chaosSeconds:0} /s)");
+        Say($"requests: {load.Requests} ({load.Requests / chaosSeconds:0} /s; gateway budget {Budget.TotalSeconds:0} s, client deadline {ClientDeadline.TotalSeconds:0} s)");
         foreach (var (category, count) in load.Outcomes.OrderByDescending(o => o.Value))
         {
             Say($"  {count,8}  {category}");
@@ -353,11 +353,14 @@ internal sealed class ChaosRun(ChaosOptions options)
 
     private sealed record AdminSnapshot(long Pending, long InFlight, long Spoofed, long Malformed, long Late);
 
-    /// <summary>Waits (bounded) until no instance has anything pending or in flight; returns the last snapshot.</summary>
-    private async Task<AdminSnapshot> SettleAsync(HttpClient http)
+    /// <summary>
+    /// Waits (bounded) until no instance has anything pending or in flight and the reply sockets have read the
+    /// <paramref name="spoofed"/> datagrams injected into them; returns the last snapshot.
+    /// </summary>
+    private static async Task<AdminSnapshot> SettleAsync(HttpClient http, long spoofed)
     {
         AdminSnapshot last = new(-1, -1, 0, 0, 0);
-        await TryWaitAsync(async () => (last = await AdminAsync(http)) is { Pending: 0, InFlight: 0 }, TimeSpan.FromSeconds(60));
+        await TryWaitAsync(async () => (last = await AdminAsync(http)) is { Pending: 0, InFlight: 0 } && last.Spoofed >= spoofed, TimeSpan.FromSeconds(60));
         return last;
     }
 
