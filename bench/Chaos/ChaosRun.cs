@@ -119,7 +119,7 @@ internal sealed class ChaosRun(ChaosOptions options)
 
             Report(load, injector, proxy, admin, chaosSeconds, baselineKb, endKb, hwmKb, gatewayPid, healthz, ready);
         }
-        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or IOException)
+        catch (Exception ex)
         {
             _failures.Add("the soak could not run: " + ex);
         }
@@ -160,7 +160,10 @@ internal sealed class ChaosRun(ChaosOptions options)
         if (options.Out is { } outPath)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
-            await File.WriteAllTextAsync(outPath, "```\n" + _report + "```\n");
+            var header = string.Create(
+                CultureInfo.InvariantCulture,
+                $"# Chaos soak, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC\n\n`bench/chaos.sh {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}` on {Environment.ProcessorCount} cores (shared), .NET {Environment.Version}. What each line proves: README, \"Chaos soak\".\n\n");
+            await File.WriteAllTextAsync(outPath, header + "```\n" + _report + "```\n");
         }
 
         if (!options.Keep && _failures.Count == 0)

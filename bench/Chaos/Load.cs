@@ -67,7 +67,7 @@ internal sealed class Load(string socketPath, int seed, TimeSpan deadline)
 
     private async Task WorkerAsync(HttpClient client, int worker, string phase, CancellationToken stop)
     {
-        var random = new Random(HashCode.Combine(seed, worker, phase));
+        var random = new Random(unchecked((seed * 31) + (worker * 7919) + phase.Length)); // not HashCode: it is randomized per process
         for (var seq = 0; !stop.IsCancellationRequested; seq++)
         {
             var roll = random.Next(100);
