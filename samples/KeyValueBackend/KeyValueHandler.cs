@@ -12,12 +12,21 @@ namespace KeyValueBackend;
 /// <c>PUT /kv/{key}</c> stores the body (204); <c>GET /kv/{key}</c> returns it (200, with the content type it was
 /// stored with) or 404; <c>DELETE /kv/{key}</c> 204 or 404; <c>POST /counter/{name}</c> increments and returns the new
 /// value as text; <c>GET /counter/{name}</c> returns the value (0 if never incremented); <c>GET /stats</c> returns a
-/// JSON object of executions per route (including this one). Other paths: 404; other methods on a known path: 405.
+/// JSON object of executions per route (including this one); <c>POST /ops/{id}</c> executes operation <c>id</c>
+/// (201 <c>executed {id}</c>; recorded in the <see cref="OperationJournal"/> when there is one, and then a request
+/// whose <c>Idempotency-Key</c> was executed before gets 200 <c>already executed</c> without executing). Other paths:
+/// 404; other methods on a known path: 405.
 /// </summary>
-public sealed class KeyValueHandler : IDatagramHandler
+public sealed class KeyValueHandler(OperationJournal? journal) : IDatagramHandler
 {
     private const string KvPrefix = "/kv/";
     private const string CounterPrefix = "/counter/";
+    private const string OpsPrefix = "/ops/";
+
+    public KeyValueHandler()
+        : this(null)
+    {
+    }
 
     private readonly ConcurrentDictionary<string, (byte[] Value, string ContentType)> _values = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, StrongBox<long>> _counters = new(StringComparer.Ordinal);
@@ -70,6 +79,23 @@ public sealed class KeyValueHandler : IDatagramHandler
                 default:
                     return MethodNotAllowed(request);
             }
+        }
+
+        if (path.StartsWith(OpsPrefix, StringComparison.Ordinal) && path.Length > OpsPrefix.Length)
+        {
+            if (request.Method != "POST")
+            {
+                return MethodNotAllowed(request);
+            }
+
+            var id = path[OpsPrefix.Length..];
+            if (journal is not null && !journal.TryExecute(id, request.GetHeader("idempotency-key")))
+            {
+                return BackendResponse.Text($"already executed {id}\n");
+            }
+
+            Count("POST /ops/{id}");
+            return BackendResponse.Text($"executed {id}\n", 201);
         }
 
         if (path == "/stats")

@@ -41,10 +41,13 @@ internal static class AdminApi
             BackendsReadinessCheck.InstanceState(instance),
             r.Circuit.CircuitState.ToString(),
             instance.InFlight,
+            instance.Client?.PendingCount ?? 0,
             new LatencyStatus(samples, p50, p90, p99),
             r.Timeouts,
             r.Retries,
             stats?.LateReplies ?? 0,
+            stats?.SpoofedReplies ?? 0,
+            stats?.MalformedDatagrams ?? 0,
             r.Failures,
             r.Rejected,
             r.LastProbe,
@@ -55,16 +58,24 @@ internal static class AdminApi
 /// <summary>A backend in <c>GET /admin/backends</c>.</summary>
 internal sealed record BackendStatus(string Name, string Mode, string LoadBalancing, int HealthyInstances, InstanceStatus[] Instances);
 
-/// <summary>An instance: <c>State</c> is healthy, ejected or circuit-open; <c>Circuit</c> the Polly circuit state.</summary>
+/// <summary>
+/// An instance: <c>State</c> is healthy, ejected or circuit-open; <c>Circuit</c> the Polly circuit state;
+/// <c>InFlight</c> the requests being forwarded to it; <c>Pending</c> the entries of its client's pending table
+/// (requests and probes awaiting a reply; 0 when idle); <c>SpoofedReplies</c> / <c>MalformedDatagrams</c> the
+/// datagrams its reply socket dropped for coming from another address / breaking the protocol.
+/// </summary>
 internal sealed record InstanceStatus(
     string SocketPath,
     string State,
     string Circuit,
     long InFlight,
+    int Pending,
     LatencyStatus LatencyMs,
     long Timeouts,
     long Retries,
     long LateReplies,
+    long SpoofedReplies,
+    long MalformedDatagrams,
     long Failures,
     long Rejected,
     DateTimeOffset? LastProbe,

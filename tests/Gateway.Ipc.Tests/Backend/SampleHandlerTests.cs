@@ -176,6 +176,47 @@ public sealed class SampleHandlerTests
         Assert.Equal("1", Text(await Kv("GET", "/counter/retried")));
     }
 
+    [Fact]
+    public async Task Kv_Ops_ExecutesEachPost_AndRefusesOtherMethods()
+    {
+        var first = await Kv("POST", "/ops/a");
+        var again = await Kv("POST", "/ops/a"); // no journal, no key: a POST is executed every time it arrives
+
+        Assert.Equal((201, "executed a\n"), (first.Status, Text(first)));
+        Assert.Equal(201, again.Status);
+        Assert.Equal(2, _kv.GetExecutions("POST /ops/{id}"));
+        Assert.Equal(405, (await Kv("GET", "/ops/a")).Status);
+    }
+
+    [Fact]
+    public async Task Kv_OpsJournal_RecordsEveryExecution_AndRemembersIdempotencyKeysAcrossRestarts()
+    {
+        using var dir = new TempSocketDirectory();
+        var path = Path.Combine(dir.Path, "kv.journal");
+        using (var journal = new OperationJournal(path))
+        {
+            var kv = new KeyValueHandler(journal);
+            Assert.Equal(201, (await kv.HandleAsync(Post("/ops/one", key: "k1"), default)).Status);
+            Assert.Equal(201, (await kv.HandleAsync(Post("/ops/two", key: null), default)).Status);
+            Assert.Equal(201, (await kv.HandleAsync(Post("/ops/two", key: null), default)).Status);
+        }
+
+        // A new process on the same journal (a restart: its replay cache is empty) does not execute k1 again.
+        using (var journal = new OperationJournal(path))
+        {
+            var kv = new KeyValueHandler(journal);
+            var replayed = await kv.HandleAsync(Post("/ops/one", key: "k1"), default);
+            Assert.Equal((200, "already executed one\n"), (replayed.Status, Text(replayed)));
+            Assert.Equal(0, kv.GetExecutions("POST /ops/{id}"));
+            Assert.Equal(201, (await kv.HandleAsync(Post("/ops/three", key: "k3"), default)).Status);
+        }
+
+        Assert.Equal(["one\tk1", "two\t-", "two\t-", "three\tk3"], File.ReadAllLines(path));
+
+        static BackendRequest Post(string target, string? key) =>
+            new("POST", target, key is null ? [] : [new("idempotency-key", key)]);
+    }
+
     private ValueTask<BackendResponse> Kv(string method, string target, string? body = null, string? contentType = null) =>
         _kv.HandleAsync(
             new BackendRequest(method, target, contentType is null ? [] : [new("content-type", contentType)], body is null ? default : Encoding.UTF8.GetBytes(body)),

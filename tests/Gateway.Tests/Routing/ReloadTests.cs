@@ -23,10 +23,10 @@ public class ReloadTests
         using var dir = new TempSocketDirectory();
         var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var oldBackend = await TestBackend.StartAsync(dir.Socket("old.sock"), async (request, _) =>
+        await using var oldBackend = await TestBackend.StartAsync(dir.Socket("old.sock"), async (request, token) =>
         {
             entered.TrySetResult();
-            await release.Task;
+            await release.Task.WaitAsync(token); // a failed assertion must not leave the handler (and dispose) hanging
             return BackendResponse.Text("old");
         });
         await using var newBackend = await TestBackend.StartAsync(dir.Socket("new.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("new")));
@@ -38,16 +38,34 @@ public class ReloadTests
 
         var inFlight = client.GetAsync("/v1/x");
         await entered.Task.WaitAsync(TimeSpan.FromSeconds(120));
-        var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var registration = provider.GetChangeToken().RegisterChangeCallback(_ => changed.TrySetResult(), null);
         await File.WriteAllTextAsync(file, Config("/v2/{**rest}", newBackend.SocketPath));
-        await changed.Task.WaitAsync(TimeSpan.FromSeconds(120));
+        // Wait for the table that has the new route: the file watcher may also report a change for the initial write
+        // (a reload of the same table), so the first change notification is not necessarily this one.
+        await AppliedAsync(provider, "/v2/{**rest}");
 
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/x")).StatusCode);
         Assert.Equal("new", await client.GetStringAsync("/v2/x"));
         release.SetResult();
         using var old = await inFlight;
         Assert.Equal("old", await old.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Waits (bounded, on change notifications) until the current route table has <paramref name="path"/>.</summary>
+    private static async Task AppliedAsync(RouteTableProvider provider, string path)
+    {
+        for (var i = 0; i < 100; i++)
+        {
+            var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var registration = provider.GetChangeToken().RegisterChangeCallback(_ => changed.TrySetResult(), null);
+            if (provider.Current.Routes.Any(r => r.PathTemplate == path))
+            {
+                return;
+            }
+
+            await changed.Task.WaitAsync(TimeSpan.FromSeconds(120));
+        }
+
+        Assert.Fail($"The route table never got {path}.");
     }
 
     [Fact]
