@@ -112,11 +112,10 @@ internal sealed class ForwardingHandler
         var frame = writer.Complete();
         var idempotent = IsIdempotent(request.Method);
         var retryable = idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader);
-        var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger);
+        var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger, context.RequestAborted);
         var pipeline = _pipelines.GetPipeline(route, tableVersion);
         var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
-        resilienceContext.Properties.Set(ForwardingPipelineProvider.Retryable, retryable);
-        resilienceContext.Properties.Set(ForwardingPipelineProvider.CorrelationId, correlationText);
+        resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
         DatagramReply reply;
         try
         {

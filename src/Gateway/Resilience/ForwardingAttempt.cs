@@ -32,8 +32,9 @@ internal sealed class ForwardingAttempt
     /// <summary>The instance of the first attempt (its client numbered the request).</summary>
     private readonly BackendInstance _first;
 
-    public ForwardingAttempt(GatewayRoute route, BackendInstance first, ReadOnlyMemory<byte> frame, ulong correlationId, bool idempotent, bool retryable, TimeProvider timeProvider, ILogger logger)
+    public ForwardingAttempt(GatewayRoute route, BackendInstance first, ReadOnlyMemory<byte> frame, ulong correlationId, bool idempotent, bool retryable, TimeProvider timeProvider, ILogger logger, CancellationToken callerAborted = default)
     {
+        CallerAborted = callerAborted;
         Route = route;
         _first = first;
         _frame = frame;
@@ -54,6 +55,16 @@ internal sealed class ForwardingAttempt
     public bool Retryable { get; }
 
     public DateTimeOffset Deadline { get; }
+
+    /// <summary>
+    /// The caller's cancellation (the HTTP request aborted). The datagram attempt itself watches only this token, not
+    /// the pipeline's: the attempt's reply timeout never exceeds the remaining budget, so an attempt cut by the budget
+    /// ends as a <c>timeout</c> (span, metrics) instead of being cancelled by Polly's overall timeout at the same instant.
+    /// </summary>
+    public CancellationToken CallerAborted { get; }
+
+    /// <summary>Whether any of the request's budget is left.</summary>
+    public bool HasBudgetLeft => Deadline == DateTimeOffset.MaxValue || _timeProvider.GetUtcNow() < Deadline;
 
     /// <summary>Attempts made so far.</summary>
     public int Attempts { get; private set; }
@@ -123,10 +134,10 @@ internal sealed class ForwardingAttempt
         {
             LastMayBeRunning = true;
             var reply = await resilience.Breaker.ExecuteAsync(
-                static async (state, token) =>
+                static async (state, _) =>
                 {
                     // One client span per attempt; the frame's traceparent becomes that span's context.
-                    var reply = await state.client.SendTracedAsync(state.frame, state.attemptTimeout, state.timeProvider, token).ConfigureAwait(false);
+                    var reply = await state.client.SendTracedAsync(state.frame, state.attemptTimeout, state.timeProvider, state.callerAborted).ConfigureAwait(false);
                     if (reply.Kind == MessageKind.Error && reply.Error.Code == IpcErrorCode.Overloaded)
                     {
                         // Refused without running the handler: an instance failure, safe to retry.
@@ -137,7 +148,7 @@ internal sealed class ForwardingAttempt
 
                     return reply;
                 },
-                (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout, timeProvider: _timeProvider),
+                (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout, timeProvider: _timeProvider, callerAborted: CallerAborted),
                 cancellationToken).ConfigureAwait(false);
             LastMayBeRunning = false;
             resilience.RecordSuccess(_timeProvider.GetElapsedTime(started));

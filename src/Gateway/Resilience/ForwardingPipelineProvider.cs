@@ -1,3 +1,4 @@
+using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Routing;
 using Polly;
@@ -15,13 +16,10 @@ namespace Gateway.Resilience;
 /// The per-attempt timeout and the per-instance circuit breaker are applied inside each attempt
 /// (<see cref="ForwardingAttempt"/>), because the instance is chosen per attempt.
 /// </summary>
-internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<string> registry, TimeProvider timeProvider, ILogger<ForwardingPipelineProvider> logger)
+internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<string> registry, TimeProvider timeProvider, GatewayMetrics metrics, ILogger<ForwardingPipelineProvider> logger)
 {
-    /// <summary>Whether the request may be retried (idempotent method or <c>Idempotency-Key</c>).</summary>
-    public static readonly ResiliencePropertyKey<bool> Retryable = new("gateway.retryable");
-
-    /// <summary>The correlation ID (hex) of the request, for logs.</summary>
-    public static readonly ResiliencePropertyKey<string> CorrelationId = new("gateway.correlation-id");
+    /// <summary>The request being forwarded: whether it may be retried, its budget, its correlation ID (for logs).</summary>
+    public static readonly ResiliencePropertyKey<ForwardingAttempt> Attempt = new("gateway.attempt");
 
     private static readonly TimeSpan MinTimeout = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(1);
@@ -50,9 +48,10 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
                 ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome.Exception, args.Context)),
                 OnRetry = args =>
                 {
+                    metrics.RecordRetry(route.Name, route.Backend.Name, RetryReason(args.Outcome.Exception));
                     ResilienceLog.Retrying(
                         logger,
-                        args.Context.Properties.GetValue(CorrelationId, string.Empty),
+                        args.Context.Properties.TryGetValue(Attempt, out var attempt) ? attempt.CorrelationText : string.Empty,
                         route.Name,
                         args.AttemptNumber + 2,
                         args.RetryDelay,
@@ -64,12 +63,24 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
     }
 
     /// <summary>
-    /// Retried: timeouts, an absent, overloaded, busy or open-circuit instance — and only for retryable requests.
+    /// Retried: timeouts, an absent, overloaded, busy or open-circuit instance — and only for retryable requests
+    /// with budget left (an attempt that ended because the budget ran out is the request's timeout, not a reason to retry).
     /// </summary>
     internal static bool ShouldRetry(Exception? exception, ResilienceContext context) =>
-        context.Properties.GetValue(Retryable, false)
+        context.Properties.TryGetValue(Attempt, out var attempt)
+        && attempt.Retryable
+        && attempt.HasBudgetLeft
         && exception is InstanceBusyException or BrokenCircuitException
             or DatagramException { Failure: DatagramFailure.Timeout or DatagramFailure.BackendAbsent or DatagramFailure.BackendOverloaded };
+
+    /// <summary>The <c>gateway.retry_reason</c> of a retried outcome.</summary>
+    internal static string RetryReason(Exception? exception) => exception switch
+    {
+        DatagramException ex => Gateway.Ipc.Diagnostics.IpcDiagnostics.ErrorType(ex.Failure),
+        InstanceBusyException => "backend_busy",
+        BrokenCircuitException => "circuit_open",
+        _ => "other",
+    };
 }
 
 /// <summary>An instance stayed at its in-flight limit for the whole queue timeout.</summary>

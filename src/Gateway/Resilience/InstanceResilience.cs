@@ -42,11 +42,13 @@ internal sealed class InstanceResilience : IDisposable
     private long _retries;
     private long _rejected;
     private long _failures;
+    private int _circuitState;
 
-    public InstanceResilience(InstanceResilienceSettings settings, TimeProvider timeProvider)
+    public InstanceResilience(InstanceResilienceSettings settings, TimeProvider timeProvider, string socketPath = "", ILogger? logger = null)
     {
         Settings = settings;
         _timeProvider = timeProvider;
+        logger ??= Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _slots = new SemaphoreSlim(settings.MaxInFlight, settings.MaxInFlight);
         var builder = new ResiliencePipelineBuilder { TimeProvider = timeProvider };
         builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
@@ -57,6 +59,24 @@ internal sealed class InstanceResilience : IDisposable
             BreakDuration = settings.BreakDuration,
             StateProvider = Circuit,
             ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception)),
+            OnOpened = args =>
+            {
+                Volatile.Write(ref _circuitState, CircuitOpen);
+                ResilienceLog.CircuitOpened(logger, socketPath, args.BreakDuration);
+                return default;
+            },
+            OnHalfOpened = _ =>
+            {
+                Volatile.Write(ref _circuitState, CircuitHalfOpen);
+                ResilienceLog.CircuitHalfOpened(logger, socketPath);
+                return default;
+            },
+            OnClosed = _ =>
+            {
+                Volatile.Write(ref _circuitState, CircuitClosed);
+                ResilienceLog.CircuitClosed(logger, socketPath);
+                return default;
+            },
         });
         Breaker = builder.Build();
     }
@@ -67,6 +87,21 @@ internal sealed class InstanceResilience : IDisposable
     public ResiliencePipeline Breaker { get; }
 
     public CircuitBreakerStateProvider Circuit { get; } = new();
+
+    /// <summary>Circuit state as the gauge <c>gateway.circuit.state</c> reports it.</summary>
+    public const int CircuitClosed = 0;
+
+    /// <inheritdoc cref="CircuitClosed"/>
+    public const int CircuitHalfOpen = 1;
+
+    /// <inheritdoc cref="CircuitClosed"/>
+    public const int CircuitOpen = 2;
+
+    /// <summary>
+    /// The circuit state for metrics (<see cref="CircuitClosed"/>, <see cref="CircuitHalfOpen"/>, <see cref="CircuitOpen"/>),
+    /// maintained by the breaker's OnOpened / OnHalfOpened / OnClosed callbacks, so it is exactly what the breaker last did.
+    /// </summary>
+    public int CircuitGaugeValue => Volatile.Read(ref _circuitState);
 
     /// <summary>Ejected: too many consecutive failures or a failed probe; only a successful probe readmits it.</summary>
     public bool IsEjected => Volatile.Read(ref _ejected) != 0;

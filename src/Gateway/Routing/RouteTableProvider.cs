@@ -19,6 +19,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger<RouteTableProvider> _logger;
+    private readonly ILogger _resilienceLogger;
     private readonly Dictionary<InstanceKey, BackendInstance> _instances = [];
     private readonly Lock _gate = new();
     private readonly IDisposable? _reloadRegistration;
@@ -37,6 +38,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         _timeProvider = timeProvider;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<RouteTableProvider>();
+        _resilienceLogger = loggerFactory.CreateLogger(typeof(InstanceResilience).FullName!);
 
         // options.Value has been validated (ValidateOnStart): every error is reported before we get here.
         _current = Build(options.Value);
@@ -200,7 +202,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 _timeProvider,
                 _loggerFactory))
             {
-                Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+                Resilience = new InstanceResilience(key.Resilience, _timeProvider, key.Path, _resilienceLogger),
             };
         }
 
@@ -216,7 +218,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
         return new BackendInstance(key.Path, client)
         {
-            Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+            Resilience = new InstanceResilience(key.Resilience, _timeProvider, key.Path, _resilienceLogger),
         };
     }
 
