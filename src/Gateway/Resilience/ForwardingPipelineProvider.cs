@@ -24,10 +24,15 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
     private static readonly TimeSpan MinTimeout = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(1);
 
-    public ResiliencePipeline<DatagramReply> GetPipeline(GatewayRoute route, long tableVersion) =>
-        registry.GetOrAddPipeline<DatagramReply>($"route:{route.Name}@{tableVersion}", builder => Configure(builder, route));
+    /// <summary>
+    /// The route's pipeline for this table version. Not generic in the reply: envelope attempts return a
+    /// <see cref="DatagramReply"/>, raw ones a <see cref="Gateway.Ipc.Raw.RawReply"/>, through the same strategies
+    /// (retries are decided on exceptions only).
+    /// </summary>
+    public ResiliencePipeline GetPipeline(GatewayRoute route, long tableVersion) =>
+        registry.GetOrAddPipeline($"route:{route.Name}@{tableVersion}", builder => Configure(builder, route));
 
-    private void Configure(ResiliencePipelineBuilder<DatagramReply> builder, GatewayRoute route)
+    private void Configure(ResiliencePipelineBuilder builder, GatewayRoute route)
     {
         builder.TimeProvider = timeProvider;
         if (route.Timeout > TimeSpan.Zero && route.Timeout <= MaxTimeout)
@@ -38,7 +43,7 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
         var retry = route.Backend.Retry;
         if (retry.MaxAttempts > 1)
         {
-            builder.AddRetry(new RetryStrategyOptions<DatagramReply>
+            builder.AddRetry(new RetryStrategyOptions
             {
                 MaxRetryAttempts = retry.MaxAttempts - 1,
                 BackoffType = DelayBackoffType.Exponential,
