@@ -25,14 +25,12 @@ internal sealed class ForwardingHandler
 
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<ForwardingHandler> _logger;
-    private readonly RouteTableProvider _routes;
     private readonly ForwardingPipelineProvider _pipelines;
 
-    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines)
+    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, ForwardingPipelineProvider pipelines)
     {
         _timeProvider = timeProvider;
         _logger = logger;
-        _routes = routes;
         _pipelines = pipelines;
     }
 
@@ -72,7 +70,6 @@ internal sealed class ForwardingHandler
     {
         var request = context.Request;
         var backend = route.Backend;
-        var tableVersion = _routes.Current.Version;
 
         // The first instance's client numbers the request; retries keep the number (docs/protocol.md section 5).
         var first = InstanceSelector.Select(backend, []);
@@ -102,7 +99,7 @@ internal sealed class ForwardingHandler
         var idempotent = IsIdempotent(request.Method);
         var retryable = idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader);
         var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger, context.RequestAborted);
-        var pipeline = _pipelines.GetPipeline(route, tableVersion);
+        var pipeline = _pipelines.GetPipeline(route);
         var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
         resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
         DatagramReply reply;
@@ -178,7 +175,6 @@ internal sealed class ForwardingHandler
     private async Task ForwardRawAsync(HttpContext context, GatewayRoute route)
     {
         var backend = route.Backend;
-        var tableVersion = _routes.Current.Version;
         using var body = new FrameWriter();
         if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
         {
@@ -193,7 +189,7 @@ internal sealed class ForwardingHandler
         var first = InstanceSelector.Select(backend, []);
         var idempotent = IsIdempotent(context.Request.Method);
         var attempt = new ForwardingAttempt(route, first, body.WrittenMemory, 0, idempotent, retryable: idempotent, _timeProvider, _logger, context.RequestAborted);
-        var pipeline = _pipelines.GetPipeline(route, tableVersion);
+        var pipeline = _pipelines.GetPipeline(route);
         var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
         resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
         RawReply reply;

@@ -11,12 +11,21 @@ namespace Gateway.Resilience;
 
 /// <summary>
 /// The Polly pipeline of each route: an overall timeout (the route's budget) around retries with exponential
-/// backoff and jitter. Pipelines live in the DI <see cref="ResiliencePipelineRegistry{TKey}"/>, keyed by route
-/// name and route-table version, so a configuration reload gets new pipelines and in-flight requests keep theirs.
+/// backoff and jitter. Pipelines live in the DI <see cref="ResiliencePipelineRegistry{TKey}"/>, one per route
+/// <b>name</b>, built from the current route table and <b>reloaded</b> by Polly whenever the table is replaced
+/// (<see cref="RouteTableProvider.ChangeCancellationToken"/> is the pipeline's reload token). A request keeps the
+/// pipeline instance it started with; Polly disposes a replaced instance once its last execution has finished
+/// (or after 30 s, which for timeout and retry strategies releases nothing an execution still needs).
 /// The per-attempt timeout and the per-instance circuit breaker are applied inside each attempt
 /// (<see cref="ForwardingAttempt"/>), because the instance is chosen per attempt.
 /// </summary>
-internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<string> registry, TimeProvider timeProvider, GatewayMetrics metrics, ILogger<ForwardingPipelineProvider> logger)
+/// <remarks>
+/// Why not one pipeline per table version: Polly's registry has no way to remove a pipeline, so version-keyed
+/// pipelines accumulated with every reload. Keyed by route name, the registry holds at most one pipeline per route
+/// name ever configured (a removed route's pipeline stays, rebuilt empty, and is reused if the name comes back).
+/// </remarks>
+internal sealed class ForwardingPipelineProvider(
+    ResiliencePipelineRegistry<string> registry, RouteTableProvider routes, TimeProvider timeProvider, GatewayMetrics metrics, ILogger<ForwardingPipelineProvider> logger)
 {
     /// <summary>The request being forwarded: whether it may be retried, its budget, its correlation ID (for logs).</summary>
     public static readonly ResiliencePropertyKey<ForwardingAttempt> Attempt = new("gateway.attempt");
@@ -24,17 +33,33 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
     private static readonly TimeSpan MinTimeout = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(1);
 
+    private int _live;
+
+    /// <summary>Pipeline instances built and not yet disposed (current ones plus replaced ones still executing).</summary>
+    public int LivePipelines => Volatile.Read(ref _live);
+
     /// <summary>
-    /// The route's pipeline for this table version. Not generic in the reply: envelope attempts return a
+    /// The route's pipeline (built from the current table). Not generic in the reply: envelope attempts return a
     /// <see cref="DatagramReply"/>, raw ones a <see cref="Gateway.Ipc.Raw.RawReply"/>, through the same strategies
     /// (retries are decided on exceptions only).
     /// </summary>
-    public ResiliencePipeline GetPipeline(GatewayRoute route, long tableVersion) =>
-        registry.GetOrAddPipeline($"route:{route.Name}@{tableVersion}", builder => Configure(builder, route));
+    public ResiliencePipeline GetPipeline(GatewayRoute route) =>
+        registry.GetOrAddPipeline("route:" + route.Name, (builder, context) =>
+        {
+            // The token first, then the table (see ChangeCancellationToken): a reload never goes unnoticed.
+            context.AddReloadToken(routes.ChangeCancellationToken);
+            Interlocked.Increment(ref _live);
+            context.OnPipelineDisposed(() => Interlocked.Decrement(ref _live));
+            var current = routes.Current.Routes.FirstOrDefault(r => r.Name == route.Name);
+            builder.TimeProvider = timeProvider;
+            if (current is not null)
+            {
+                Configure(builder, current);
+            }
+        });
 
     private void Configure(ResiliencePipelineBuilder builder, GatewayRoute route)
     {
-        builder.TimeProvider = timeProvider;
         if (route.Timeout > TimeSpan.Zero && route.Timeout <= MaxTimeout)
         {
             builder.AddTimeout(new TimeoutStrategyOptions { Timeout = route.Timeout < MinTimeout ? MinTimeout : route.Timeout });

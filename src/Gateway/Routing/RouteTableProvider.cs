@@ -23,7 +23,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private readonly Dictionary<InstanceKey, BackendInstance> _instances = [];
     private readonly Lock _gate = new();
     private readonly IDisposable? _reloadRegistration;
-    private CancellationTokenSource _changeSource = new();
+    private CancellationTokenSource _changeSource;
     private RouteTable _current;
     private readonly string _replyPrefix = "gw-reply-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
     private long _replyCounter;
@@ -40,6 +40,8 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         _logger = loggerFactory.CreateLogger<RouteTableProvider>();
         _resilienceLogger = loggerFactory.CreateLogger(typeof(InstanceResilience).FullName!);
 
+        _changeSource = new CancellationTokenSource();
+
         // options.Value has been validated (ValidateOnStart): every error is reported before we get here.
         _current = Build(options.Value);
         _reloadRegistration = ChangeToken.OnChange(configuration.GetReloadToken, OnConfigurationChanged);
@@ -48,7 +50,13 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     public RouteTable Current => Volatile.Read(ref _current);
 
     /// <summary>Fires when the table has been replaced.</summary>
-    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changeSource).Token);
+    public IChangeToken GetChangeToken() => new CancellationChangeToken(ChangeCancellationToken);
+
+    /// <summary>
+    /// Cancelled when the table is replaced. Read it <b>before</b> <see cref="Current"/>: the table is published first,
+    /// then the token of the previous one is cancelled, so a reader never pairs a table with a newer token.
+    /// </summary>
+    public CancellationToken ChangeCancellationToken => Volatile.Read(ref _changeSource).Token;
 
     /// <summary>Every instance currently known (for health and admin).</summary>
     public IReadOnlyCollection<BackendInstance> Instances
@@ -186,9 +194,9 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
             var table = new RouteTable(++_version, routes, backends);
             Volatile.Write(ref _current, table);
+            // Cancelled, not disposed: a reader may still be taking its Token (a CTS without a timer holds nothing once cancelled).
             var previous = Interlocked.Exchange(ref _changeSource, new CancellationTokenSource());
             previous.Cancel();
-            previous.Dispose();
             return table;
         }
     }
