@@ -1,5 +1,6 @@
 using Gateway.Configuration;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Protocol;
 using Polly;
 using Polly.CircuitBreaker;
 
@@ -58,7 +59,7 @@ internal sealed class InstanceResilience : IDisposable
             SamplingDuration = settings.SamplingDuration,
             BreakDuration = settings.BreakDuration,
             StateProvider = Circuit,
-            ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception)),
+            ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception) || IsServerErrorReply(args.Outcome.Result)),
             OnOpened = args =>
             {
                 Volatile.Write(ref _circuitState, CircuitOpen);
@@ -126,6 +127,16 @@ internal sealed class InstanceResilience : IDisposable
     {
         Failure: DatagramFailure.Timeout or DatagramFailure.BackendAbsent or DatagramFailure.BackendOverloaded,
     };
+
+    /// <summary>
+    /// For the circuit breaker only: an ERROR reply of the 5xx class (<c>INTERNAL</c>, <c>DEADLINE_EXCEEDED</c>, codes the
+    /// gateway does not know) says the instance is failing, while the 4xx class (<c>MALFORMED</c>, <c>NOT_FOUND</c>,
+    /// <c>TOO_LARGE</c>) is about the request. (<c>OVERLOADED</c> arrives as an exception.) Such replies are still
+    /// returned to the caller as they are, never retried (the handler ran), and do not count towards ejection.
+    /// </summary>
+    public static bool IsServerErrorReply(object? result) =>
+        result is DatagramReply { Kind: MessageKind.Error } reply
+        && reply.Error.Code is not (IpcErrorCode.Malformed or IpcErrorCode.NotFound or IpcErrorCode.TooLarge or IpcErrorCode.Overloaded);
 
     /// <summary>Waits up to the queue timeout for an in-flight slot; false when none freed up in time.</summary>
     public async ValueTask<bool> TryEnterAsync(CancellationToken cancellationToken)

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Gateway.Ipc.Backend;
+using Gateway.Ipc.Protocol;
 using Gateway.Routing;
 using Gateway.Testing;
 using Gateway.Tests.Forwarding;
@@ -311,6 +312,69 @@ public class FaultInjectionTests
 
         Assert.Equal(HttpStatusCode.OK, r4.StatusCode);
         Assert.Equal(CircuitState.Closed, instance.Resilience.Circuit.CircuitState);
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_CountsInternalErrorReplies_ButNotNotFound()
+    {
+        using var dir = new TempSocketDirectory();
+        var internalCalls = 0;
+        var notFoundCalls = 0;
+        await using var failing = await TestBackend.StartAsync(dir.Socket("failing.sock"), (_, _) =>
+        {
+            Interlocked.Increment(ref internalCalls);
+            return ValueTask.FromResult(BackendResponse.Error(IpcErrorCode.Internal, "bug"));
+        });
+        await using var missing = await TestBackend.StartAsync(dir.Socket("missing.sock"), (_, _) =>
+        {
+            Interlocked.Increment(ref notFoundCalls);
+            return ValueTask.FromResult(BackendResponse.Error(IpcErrorCode.NotFound, "no such thing"));
+        });
+        var settings = new Dictionary<string, string?>
+        {
+            ["Gateway:Backends:failing:Instances:0"] = failing.SocketPath,
+            ["Gateway:Backends:missing:Instances:0"] = missing.SocketPath,
+            ["Gateway:Routes:failing:Path"] = "/failing/{**rest}",
+            ["Gateway:Routes:failing:Backend"] = "failing",
+            ["Gateway:Routes:missing:Path"] = "/missing/{**rest}",
+            ["Gateway:Routes:missing:Backend"] = "missing",
+        };
+        foreach (var backend in new[] { "failing", "missing" })
+        {
+            settings[$"Gateway:Backends:{backend}:Retry:MaxAttempts"] = "1";
+            settings[$"Gateway:Backends:{backend}:CircuitBreaker:MinimumThroughput"] = "2";
+        }
+
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var table = factory.Services.GetRequiredService<RouteTableProvider>().Current;
+
+        // INTERNAL (5xx class): the instance is failing. Two replies open its circuit; the third request is refused unsent.
+        for (var i = 0; i < 2; i++)
+        {
+            using var reply = await client.GetAsync($"/failing/{i}");
+            await ForwardingTests.ReadProblemAsync(reply, HttpStatusCode.BadGateway, "backend-error");
+        }
+
+        Assert.Equal(CircuitState.Open, table.Backends["failing"].Instances[0].Resilience.Circuit.CircuitState);
+        using (var refused = await client.GetAsync("/failing/3"))
+        {
+            await ForwardingTests.ReadProblemAsync(refused, HttpStatusCode.ServiceUnavailable, "circuit-open");
+        }
+
+        Assert.Equal(2, Volatile.Read(ref internalCalls));
+
+        // NOT_FOUND (4xx class): about the request, not the instance; the circuit stays closed.
+        for (var i = 0; i < 4; i++)
+        {
+            using var reply = await client.GetAsync($"/missing/{i}");
+            await ForwardingTests.ReadProblemAsync(reply, HttpStatusCode.BadGateway, "backend-not-found");
+        }
+
+        Assert.Equal(CircuitState.Closed, table.Backends["missing"].Instances[0].Resilience.Circuit.CircuitState);
+        Assert.Equal(4, Volatile.Read(ref notFoundCalls));
+        Assert.False(table.Backends["failing"].Instances[0].Resilience.IsEjected); // error replies do not eject
     }
 
     [Fact]
