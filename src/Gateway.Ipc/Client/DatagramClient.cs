@@ -390,10 +390,19 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return;
         }
 
+        // The wait is measured only when someone listens to the histogram (the timestamp is taken before the request
+        // counts as queued, so a reader of QueuedSends sees a wait that started no later).
+        var measure = IpcDiagnostics.SendQueueWaitEnabled;
+        var started = measure ? _timeProvider.GetTimestamp() : 0;
+        Interlocked.Increment(ref Statistics._queuedSends);
         try
         {
             await _sendQueue.EnqueueAsync(frame, abandon.Token).ConfigureAwait(false);
             Interlocked.Increment(ref Statistics._requestsSent);
+            if (measure)
+            {
+                IpcDiagnostics.RecordSendQueueWait(BackendPath, _timeProvider.GetElapsedTime(started));
+            }
         }
         catch (OperationCanceledException)
         {

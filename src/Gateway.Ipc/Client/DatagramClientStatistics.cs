@@ -24,6 +24,7 @@ public sealed class DatagramClientStatistics
     internal long _fragmentsReceived;
     internal long _datagramsReceived;
     internal long _foreignUidReplies;
+    internal long _queuedSends;
     private readonly ReassemblerStatistics _reassembly;
 
     internal DatagramClientStatistics(ReassemblerStatistics reassembly)
@@ -66,6 +67,13 @@ public sealed class DatagramClientStatistics
 
     /// <summary>Requests that could not be sent (absent or overloaded backend, too large).</summary>
     public long SendFailures => Interlocked.Read(ref _sendFailures);
+
+    /// <summary>
+    /// Requests that could not be sent at once (the backend's receive queue was full, other requests were queued, or
+    /// the request is fragmented) and went through the send queue; their wait is the
+    /// <c>gateway.ipc.client.send_queue.wait</c> histogram.
+    /// </summary>
+    public long QueuedSends => Interlocked.Read(ref _queuedSends);
 
     /// <summary>Fragment datagrams from the backend handed to reassembly (a first fragment for a correlation ID that is not pending counts as late instead).</summary>
     public long FragmentsReceived => Interlocked.Read(ref _fragmentsReceived);

@@ -195,6 +195,9 @@ public static class IpcDiagnostics
         }
     }
 
+    /// <summary>Whether anything listens to the send-queue wait histogram (measure the wait only then).</summary>
+    internal static bool SendQueueWaitEnabled => SendQueueWait.Enabled;
+
     /// <summary>Records how long a send waited for room in the backend's receive queue (for the send path to call).</summary>
     /// <param name="backendPath">The backend's socket path.</param>
     /// <param name="wait">The time the send waited.</param>

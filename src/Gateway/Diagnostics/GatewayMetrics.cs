@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Gateway.Ipc.Diagnostics;
@@ -18,8 +17,10 @@ namespace Gateway.Diagnostics;
 /// <item><term><c>gateway.backend.datagrams.dropped</c> (observable counter)</term><description>Datagrams a client dropped, by <c>gateway.drop_reason</c>:
 /// <c>late</c> (a reply for a request no longer pending: late or duplicate), <c>spoofed</c>, <c>malformed</c>, <c>oversized</c>, <c>reassembly</c>.</description></item>
 /// <item><term><c>gateway.backend.timeouts</c> (observable counter)</term><description>Requests that timed out, per backend instance.</description></item>
-/// <item><term><c>gateway.retries</c> (counter)</term><description>Retries, by route and backend (<see cref="RecordRetry"/>).</description></item>
-/// <item><term><c>gateway.circuit.state</c> (observable gauge)</term><description>0 closed, 1 half-open, 2 open, by backend and instance (<see cref="SetCircuitState"/>).</description></item>
+/// <item><term><c>gateway.retries</c> (counter)</term><description>Retries, by route, backend and <c>gateway.retry_reason</c>
+/// (<see cref="RecordRetry"/>, called from the route pipeline's OnRetry).</description></item>
+/// <item><term><c>gateway.circuit.state</c> (observable gauge)</term><description>0 closed, 1 half-open, 2 open, by backend and
+/// instance of the current route table (kept by the breakers' OnOpened / OnHalfOpened / OnClosed callbacks).</description></item>
 /// </list>
 /// Per-attempt metrics (attempt duration, timeouts, retries, send-queue waits) come from <see cref="IpcDiagnostics.MeterName"/>,
 /// Polly's from the meter <c>Polly</c>, ASP.NET Core's (<c>http.server.request.duration</c>) from <c>Microsoft.AspNetCore.Hosting</c>.
@@ -33,10 +34,10 @@ internal sealed class GatewayMetrics
     public const string BackendTag = "gateway.backend";
     public const string OutcomeTag = "gateway.outcome";
     public const string DropReasonTag = "gateway.drop_reason";
+    public const string RetryReasonTag = "gateway.retry_reason";
 
     private readonly Histogram<double> _requestDuration;
     private readonly Counter<long> _retries;
-    private readonly ConcurrentDictionary<(string Backend, string Instance), int> _circuits = new();
 
     public GatewayMetrics(IMeterFactory meterFactory, RouteTableProvider routes)
     {
@@ -47,7 +48,7 @@ internal sealed class GatewayMetrics
         meter.CreateObservableUpDownCounter("gateway.backend.requests.active", () => ObserveInFlight(routes), "{request}", "Requests in flight per backend instance.");
         meter.CreateObservableCounter("gateway.backend.datagrams.dropped", () => ObserveDropped(routes), "{datagram}", "Datagrams the gateway dropped: late or duplicate, spoofed, malformed, oversized replies and abandoned fragments.");
         meter.CreateObservableCounter("gateway.backend.timeouts", () => ObserveTimeouts(routes), "{request}", "Requests to a backend instance that got no reply in time.");
-        meter.CreateObservableGauge("gateway.circuit.state", ObserveCircuits, "{state}", "Circuit breaker state per backend instance: 0 closed, 1 half-open, 2 open.");
+        meter.CreateObservableGauge("gateway.circuit.state", () => ObserveCircuits(routes), "{state}", "Circuit breaker state per backend instance: 0 closed, 1 half-open, 2 open.");
     }
 
     /// <summary>Records one request on a gateway route.</summary>
@@ -68,12 +69,13 @@ internal sealed class GatewayMetrics
         _requestDuration.Record(duration.TotalSeconds, tags);
     }
 
-    /// <summary>Counts one retry (for the resilience pipeline to call).</summary>
-    public void RecordRetry(string route, string backend) =>
-        _retries.Add(1, new KeyValuePair<string, object?>(RouteTag, route), new KeyValuePair<string, object?>(BackendTag, backend));
-
-    /// <summary>Sets the circuit state of a backend instance: 0 closed, 1 half-open, 2 open (for the resilience pipeline to call).</summary>
-    public void SetCircuitState(string backend, string instance, int state) => _circuits[(backend, instance)] = state;
+    /// <summary>Counts one retry of a request on <paramref name="route"/> and why (<c>timeout</c>, <c>backend_absent</c>, …).</summary>
+    public void RecordRetry(string route, string backend, string reason) =>
+        _retries.Add(
+            1,
+            new KeyValuePair<string, object?>(RouteTag, route),
+            new KeyValuePair<string, object?>(BackendTag, backend),
+            new KeyValuePair<string, object?>(RetryReasonTag, reason));
 
     /// <summary>The outcome of a request from its final status: what the caller experienced.</summary>
     public static string Outcome(int statusCode) => statusCode switch
@@ -126,11 +128,18 @@ internal sealed class GatewayMetrics
     private static Measurement<long> Dropped(long value, string reason, string socketPath) =>
         new(value, new KeyValuePair<string, object?>(DropReasonTag, reason), new KeyValuePair<string, object?>(IpcDiagnostics.ServerAddressTag, socketPath));
 
-    private IEnumerable<Measurement<int>> ObserveCircuits()
+    /// <summary>The circuits of the current table's instances (a retired instance's circuit is no longer reported).</summary>
+    private static IEnumerable<Measurement<int>> ObserveCircuits(RouteTableProvider routes)
     {
-        foreach (var ((backend, instance), state) in _circuits)
+        foreach (var backend in routes.Current.Backends.Values)
         {
-            yield return new Measurement<int>(state, new KeyValuePair<string, object?>(BackendTag, backend), new KeyValuePair<string, object?>(IpcDiagnostics.ServerAddressTag, instance));
+            foreach (var instance in backend.Instances)
+            {
+                yield return new Measurement<int>(
+                    instance.Resilience.CircuitGaugeValue,
+                    new KeyValuePair<string, object?>(BackendTag, backend.Name),
+                    new KeyValuePair<string, object?>(IpcDiagnostics.ServerAddressTag, instance.SocketPath));
+            }
         }
     }
 }

@@ -58,18 +58,7 @@ internal sealed class ForwardingHandler
 
         if (backend.Mode == BackendMode.Raw)
         {
-            var instance = backend.PickInstance();
-            var rawClient = instance.RawClient ?? throw new InvalidOperationException($"Backend '{backend.Name}' has no raw client.");
-            instance.Acquire();
-            try
-            {
-                await ForwardRawAsync(context, route, instance, rawClient).ConfigureAwait(false);
-            }
-            finally
-            {
-                instance.Release();
-            }
-
+            await ForwardRawAsync(context, route).ConfigureAwait(false);
             return;
         }
 
@@ -85,7 +74,6 @@ internal sealed class ForwardingHandler
         var request = context.Request;
         var backend = route.Backend;
         var table = _routes.Current;
-        var tableVersion = table.Version;
 
         // The first instance's client numbers the request; retries keep the number (docs/protocol.md section 5).
         var first = InstanceSelector.Select(backend, []);
@@ -114,11 +102,10 @@ internal sealed class ForwardingHandler
         var frame = writer.Complete();
         var idempotent = IsIdempotent(request.Method);
         var retryable = idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader);
-        var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger);
-        var pipeline = _pipelines.GetPipeline(route, tableVersion);
+        var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger, context.RequestAborted);
+        var pipeline = _pipelines.GetPipeline(route);
         var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
-        resilienceContext.Properties.Set(ForwardingPipelineProvider.Retryable, retryable);
-        resilienceContext.Properties.Set(ForwardingPipelineProvider.CorrelationId, correlationText);
+        resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
         DatagramReply reply;
         try
         {
@@ -184,10 +171,14 @@ internal sealed class ForwardingHandler
         HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method) || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method);
 
     /// <summary>
-    /// Raw backends: the body goes out as one datagram, the first datagram back is the 200 response's body.
+    /// Raw backends: the body goes out as one datagram, the first datagram back is the 200 response's body. The same
+    /// route pipeline as envelope backends (overall timeout, retries) sends it, but only idempotent methods are
+    /// retried: a raw daemon has no correlation and no replay cache, so an <c>Idempotency-Key</c> cannot make a
+    /// retried POST/PATCH safe; those get one attempt and a definite error.
     /// </summary>
-    private async Task ForwardRawAsync(HttpContext context, GatewayRoute route, BackendInstance instance, RawDatagramClient client)
+    private async Task ForwardRawAsync(HttpContext context, GatewayRoute route)
     {
+        var backend = route.Backend;
         using var body = new FrameWriter();
         if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
         {
@@ -199,23 +190,36 @@ internal sealed class ForwardingHandler
             }
         }
 
+        var first = InstanceSelector.Select(backend, []);
+        var idempotent = IsIdempotent(context.Request.Method);
+        var attempt = new ForwardingAttempt(route, first, body.WrittenMemory, 0, idempotent, retryable: idempotent, _timeProvider, _logger, context.RequestAborted);
+        var pipeline = _pipelines.GetPipeline(route);
+        var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
+        resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
         RawReply reply;
         try
         {
-            reply = await client.ExchangeAsync(body.WrittenMemory, route.Timeout, context.RequestAborted).ConfigureAwait(false);
+            reply = await pipeline.ExecuteAsync(ForwardingAttempt.RunRawAsync, resilienceContext, attempt).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            Log.ClientDisconnected(_logger, route.Name, instance.SocketPath);
+            Log.ClientDisconnected(_logger, route.Name, attempt.Last?.SocketPath ?? first.SocketPath);
             context.Response.StatusCode = 499;
             return;
         }
-        catch (DatagramException ex)
+        catch (Exception ex) when (ex is TimeoutRejectedException or BrokenCircuitException or InstanceBusyException or DatagramException)
         {
-            var (failure, detail) = Describe(ex, route, instance, route.Timeout);
-            Log.ForwardFailed(_logger, route.Name, instance.SocketPath, ex.Failure, ex.Message);
-            await GatewayProblems.WriteAsync(context, failure, detail).ConfigureAwait(false);
+            if (!idempotent && ex is DatagramException { Failure: DatagramFailure.Timeout })
+            {
+                ResilienceLog.NotRetried(_logger, route.Name, $"{context.Request.Method} is not idempotent and a raw backend cannot replay it");
+            }
+
+            await WriteFailureAsync(context, route, attempt.Last ?? first, attempt.Attempts, ex).ConfigureAwait(false);
             return;
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(resilienceContext);
         }
 
         using (reply)
@@ -228,6 +232,29 @@ internal sealed class ForwardingHandler
             {
                 await response.Body.WriteAsync(reply.Payload, context.RequestAborted).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>The problem details of a request whose attempts all failed (timeout, open circuit, busy, datagram failure).</summary>
+    private Task WriteFailureAsync(HttpContext context, GatewayRoute route, BackendInstance instance, int attempts, Exception exception)
+    {
+        var backend = route.Backend.Name;
+        var path = instance.SocketPath;
+        switch (exception)
+        {
+            case TimeoutRejectedException:
+                Log.ForwardFailed(_logger, route.Name, path, DatagramFailure.Timeout, "the time budget is spent");
+                return GatewayProblems.WriteAsync(context, GatewayFailure.Timeout, string.Create(CultureInfo.InvariantCulture, $"Backend '{backend}' ({path}) did not reply within {route.Timeout.TotalSeconds:0.###} s ({attempts} attempt(s))."));
+            case BrokenCircuitException:
+                Log.ForwardFailed(_logger, route.Name, path, DatagramFailure.BackendAbsent, exception.Message);
+                return GatewayProblems.WriteAsync(context, GatewayFailure.CircuitOpen, $"Backend '{backend}' ({path}) is failing; its circuit breaker is open.");
+            case InstanceBusyException busy:
+                return GatewayProblems.WriteAsync(context, GatewayFailure.BackendBusy, $"Backend '{backend}' ({busy.Instance.SocketPath}) has {busy.Instance.Resilience.Settings.MaxInFlight} requests in flight; no slot freed up within {busy.Instance.Resilience.Settings.QueueTimeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s.");
+            default:
+                var ex = (DatagramException)exception;
+                var (failure, detail) = Describe(ex, route, instance, route.Timeout);
+                Log.ForwardFailed(_logger, route.Name, path, ex.Failure, ex.Message);
+                return GatewayProblems.WriteAsync(context, failure, detail);
         }
     }
 

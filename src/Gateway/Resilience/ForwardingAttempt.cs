@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
+using Gateway.Ipc.Raw;
 using Gateway.Routing;
 using Polly;
 using Polly.Timeout;
@@ -21,6 +22,8 @@ namespace Gateway.Resilience;
 /// cache replays the reply; idempotent requests prefer an instance not yet tried. The correlation ID is
 /// reused on another instance's client too: each client has its own pending table, and their 64-bit
 /// sequences start at random values, so it does not collide there.
+/// Raw backends (<see cref="RunRawAsync(ResilienceContext, ForwardingAttempt)"/>) have neither correlation nor replay cache: only idempotent methods are
+/// retryable there (an <c>Idempotency-Key</c> cannot make a raw POST safe), and a retry moves to another instance.
 /// </remarks>
 internal sealed class ForwardingAttempt
 {
@@ -32,8 +35,9 @@ internal sealed class ForwardingAttempt
     /// <summary>The instance of the first attempt (its client numbered the request).</summary>
     private readonly BackendInstance _first;
 
-    public ForwardingAttempt(GatewayRoute route, BackendInstance first, ReadOnlyMemory<byte> frame, ulong correlationId, bool idempotent, bool retryable, TimeProvider timeProvider, ILogger logger)
+    public ForwardingAttempt(GatewayRoute route, BackendInstance first, ReadOnlyMemory<byte> frame, ulong correlationId, bool idempotent, bool retryable, TimeProvider timeProvider, ILogger logger, CancellationToken callerAborted = default)
     {
+        CallerAborted = callerAborted;
         Route = route;
         _first = first;
         _frame = frame;
@@ -55,6 +59,16 @@ internal sealed class ForwardingAttempt
 
     public DateTimeOffset Deadline { get; }
 
+    /// <summary>
+    /// The caller's cancellation (the HTTP request aborted). The datagram attempt itself watches only this token, not
+    /// the pipeline's: the attempt's reply timeout never exceeds the remaining budget, so an attempt cut by the budget
+    /// ends as a <c>timeout</c> (span, metrics) instead of being cancelled by Polly's overall timeout at the same instant.
+    /// </summary>
+    public CancellationToken CallerAborted { get; }
+
+    /// <summary>Whether any of the request's budget is left.</summary>
+    public bool HasBudgetLeft => Deadline == DateTimeOffset.MaxValue || _timeProvider.GetUtcNow() < Deadline;
+
     /// <summary>Attempts made so far.</summary>
     public int Attempts { get; private set; }
 
@@ -64,9 +78,55 @@ internal sealed class ForwardingAttempt
     /// <summary>Whether the latest attempt has sent (or may have sent) the request and not received its reply.</summary>
     public bool LastMayBeRunning { get; private set; }
 
-    public static ValueTask<DatagramReply> RunAsync(ResilienceContext context, ForwardingAttempt state) => state.RunAsync(context.CancellationToken);
+    /// <summary>One attempt of an envelope request (the pipeline's callback).</summary>
+    public static ValueTask<DatagramReply> RunAsync(ResilienceContext context, ForwardingAttempt state) => state.RunEnvelopeAsync(context.CancellationToken);
 
-    private async ValueTask<DatagramReply> RunAsync(CancellationToken cancellationToken)
+    /// <summary>One attempt of a raw request (the pipeline's callback): the body is the datagram.</summary>
+    public static ValueTask<RawReply> RunRawAsync(ResilienceContext context, ForwardingAttempt state) => state.RunRawAsync(context.CancellationToken);
+
+    private async ValueTask<DatagramReply> RunEnvelopeAsync(CancellationToken cancellationToken)
+    {
+        var (instance, attempt, remaining) = Begin();
+        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
+
+        // The same correlation ID, the next attempt number, the budget that is left.
+        var frame = MemoryMarshal.AsMemory(_frame).Span;
+        FrameHeader.PatchAttempt(frame, (ushort)Math.Min(attempt, ushort.MaxValue));
+        FrameHeader.PatchBudget(frame, BudgetMs(remaining));
+
+        return await ExecuteOnInstanceAsync(
+            instance,
+            static async (state, _) =>
+            {
+                // One client span per attempt; the frame's traceparent becomes that span's context.
+                var reply = await state.client.SendTracedAsync(state.frame, state.attemptTimeout, state.timeProvider, state.callerAborted).ConfigureAwait(false);
+                if (reply.Kind == MessageKind.Error && reply.Error.Code == IpcErrorCode.Overloaded)
+                {
+                    // Refused without running the handler: an instance failure, safe to retry.
+                    var message = reply.Error.GetMessage();
+                    reply.Dispose();
+                    throw new DatagramException(DatagramFailure.BackendOverloaded, state.client.BackendPath, OverloadedReplyPrefix + message);
+                }
+
+                return reply;
+            },
+            (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask<RawReply> RunRawAsync(CancellationToken cancellationToken)
+    {
+        var (instance, attempt, remaining) = Begin();
+        var client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
+        return await ExecuteOnInstanceAsync(
+            instance,
+            static (state, _) => new ValueTask<RawReply>(state.client.ExchangeAsync(state.body, state.attemptTimeout, state.callerAborted)),
+            (client, body: _frame, attemptTimeout: AttemptTimeout(attempt, remaining), callerAborted: CallerAborted),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Starts an attempt: chooses its instance and checks the budget that is left.</summary>
+    private (BackendInstance Instance, int Attempt, TimeSpan Remaining) Begin()
     {
         var attempt = ++Attempts;
         var previous = Last;
@@ -90,26 +150,29 @@ internal sealed class ForwardingAttempt
             _tried.Add(instance);
         }
 
-        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
         var remaining = Deadline == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : Deadline - _timeProvider.GetUtcNow();
         if (remaining != Timeout.InfiniteTimeSpan && remaining <= TimeSpan.Zero)
         {
             throw new TimeoutRejectedException("The request's time budget is spent.", Route.Timeout);
         }
 
-        // The same correlation ID, the next attempt number, the budget that is left.
-        var frame = MemoryMarshal.AsMemory(_frame).Span;
-        FrameHeader.PatchAttempt(frame, (ushort)Math.Min(attempt, ushort.MaxValue));
-        FrameHeader.PatchBudget(frame, BudgetMs(remaining));
+        return (instance, attempt, remaining);
+    }
 
-        // Only a request that may be retried is cut at the attempt timeout; the last chance gets the whole budget.
-        var attemptTimeout = remaining;
-        if (Retryable && Route.Backend.AttemptTimeout is { } perAttempt && attempt < Route.Backend.Retry.MaxAttempts
-            && (remaining == Timeout.InfiniteTimeSpan || perAttempt < remaining))
-        {
-            attemptTimeout = perAttempt;
-        }
+    /// <summary>Only a request that may be retried is cut at the attempt timeout; the last chance gets the whole budget.</summary>
+    private TimeSpan AttemptTimeout(int attempt, TimeSpan remaining) =>
+        Retryable && Route.Backend.AttemptTimeout is { } perAttempt && attempt < Route.Backend.Retry.MaxAttempts
+            && (remaining == Timeout.InfiniteTimeSpan || perAttempt < remaining)
+            ? perAttempt
+            : remaining;
 
+    /// <summary>
+    /// Waits for an in-flight slot of the instance, then sends through its circuit breaker; records the outcome for
+    /// ejection and <c>/admin/backends</c>.
+    /// </summary>
+    private async ValueTask<TReply> ExecuteOnInstanceAsync<TReply, TState>(
+        BackendInstance instance, Func<TState, CancellationToken, ValueTask<TReply>> send, TState state, CancellationToken cancellationToken)
+    {
         var resilience = instance.Resilience;
         if (!await resilience.TryEnterAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -123,21 +186,8 @@ internal sealed class ForwardingAttempt
         {
             LastMayBeRunning = true;
             var reply = await resilience.Breaker.ExecuteAsync(
-                static async (state, token) =>
-                {
-                    // One client span per attempt; the frame's traceparent becomes that span's context.
-                    var reply = await state.client.SendTracedAsync(state.frame, state.attemptTimeout, state.timeProvider, token).ConfigureAwait(false);
-                    if (reply.Kind == MessageKind.Error && reply.Error.Code == IpcErrorCode.Overloaded)
-                    {
-                        // Refused without running the handler: an instance failure, safe to retry.
-                        var message = reply.Error.GetMessage();
-                        reply.Dispose();
-                        throw new DatagramException(DatagramFailure.BackendOverloaded, state.client.BackendPath, OverloadedReplyPrefix + message);
-                    }
-
-                    return reply;
-                },
-                (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout, timeProvider: _timeProvider),
+                static (s, token) => s.send(s.state, token),
+                (send, state),
                 cancellationToken).ConfigureAwait(false);
             LastMayBeRunning = false;
             resilience.RecordSuccess(_timeProvider.GetElapsedTime(started));

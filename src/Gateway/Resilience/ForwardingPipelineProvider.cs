@@ -1,3 +1,4 @@
+using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Routing;
 using Polly;
@@ -10,28 +11,55 @@ namespace Gateway.Resilience;
 
 /// <summary>
 /// The Polly pipeline of each route: an overall timeout (the route's budget) around retries with exponential
-/// backoff and jitter. Pipelines live in the DI <see cref="ResiliencePipelineRegistry{TKey}"/>, keyed by route
-/// name and route-table version, so a configuration reload gets new pipelines and in-flight requests keep theirs.
+/// backoff and jitter. Pipelines live in the DI <see cref="ResiliencePipelineRegistry{TKey}"/>, one per route
+/// <b>name</b>, built from the current route table and <b>reloaded</b> by Polly whenever the table is replaced
+/// (<see cref="RouteTableProvider.ChangeCancellationToken"/> is the pipeline's reload token). A request keeps the
+/// pipeline instance it started with; Polly disposes a replaced instance once its last execution has finished
+/// (or after 30 s, which for timeout and retry strategies releases nothing an execution still needs).
 /// The per-attempt timeout and the per-instance circuit breaker are applied inside each attempt
 /// (<see cref="ForwardingAttempt"/>), because the instance is chosen per attempt.
 /// </summary>
-internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<string> registry, TimeProvider timeProvider, ILogger<ForwardingPipelineProvider> logger)
+/// <remarks>
+/// Why not one pipeline per table version: Polly's registry has no way to remove a pipeline, so version-keyed
+/// pipelines accumulated with every reload. Keyed by route name, the registry holds at most one pipeline per route
+/// name ever configured (a removed route's pipeline stays, rebuilt empty, and is reused if the name comes back).
+/// </remarks>
+internal sealed class ForwardingPipelineProvider(
+    ResiliencePipelineRegistry<string> registry, RouteTableProvider routes, TimeProvider timeProvider, GatewayMetrics metrics, ILogger<ForwardingPipelineProvider> logger)
 {
-    /// <summary>Whether the request may be retried (idempotent method or <c>Idempotency-Key</c>).</summary>
-    public static readonly ResiliencePropertyKey<bool> Retryable = new("gateway.retryable");
-
-    /// <summary>The correlation ID (hex) of the request, for logs.</summary>
-    public static readonly ResiliencePropertyKey<string> CorrelationId = new("gateway.correlation-id");
+    /// <summary>The request being forwarded: whether it may be retried, its budget, its correlation ID (for logs).</summary>
+    public static readonly ResiliencePropertyKey<ForwardingAttempt> Attempt = new("gateway.attempt");
 
     private static readonly TimeSpan MinTimeout = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(1);
 
-    public ResiliencePipeline<DatagramReply> GetPipeline(GatewayRoute route, long tableVersion) =>
-        registry.GetOrAddPipeline<DatagramReply>($"route:{route.Name}@{tableVersion}", builder => Configure(builder, route));
+    private int _live;
 
-    private void Configure(ResiliencePipelineBuilder<DatagramReply> builder, GatewayRoute route)
+    /// <summary>Pipeline instances built and not yet disposed (current ones plus replaced ones still executing).</summary>
+    public int LivePipelines => Volatile.Read(ref _live);
+
+    /// <summary>
+    /// The route's pipeline (built from the current table). Not generic in the reply: envelope attempts return a
+    /// <see cref="DatagramReply"/>, raw ones a <see cref="Gateway.Ipc.Raw.RawReply"/>, through the same strategies
+    /// (retries are decided on exceptions only).
+    /// </summary>
+    public ResiliencePipeline GetPipeline(GatewayRoute route) =>
+        registry.GetOrAddPipeline("route:" + route.Name, (builder, context) =>
+        {
+            // The token first, then the table (see ChangeCancellationToken): a reload never goes unnoticed.
+            context.AddReloadToken(routes.ChangeCancellationToken);
+            Interlocked.Increment(ref _live);
+            context.OnPipelineDisposed(() => Interlocked.Decrement(ref _live));
+            var current = routes.Current.Routes.FirstOrDefault(r => r.Name == route.Name);
+            builder.TimeProvider = timeProvider;
+            if (current is not null)
+            {
+                Configure(builder, current);
+            }
+        });
+
+    private void Configure(ResiliencePipelineBuilder builder, GatewayRoute route)
     {
-        builder.TimeProvider = timeProvider;
         if (route.Timeout > TimeSpan.Zero && route.Timeout <= MaxTimeout)
         {
             builder.AddTimeout(new TimeoutStrategyOptions { Timeout = route.Timeout < MinTimeout ? MinTimeout : route.Timeout });
@@ -40,7 +68,7 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
         var retry = route.Backend.Retry;
         if (retry.MaxAttempts > 1)
         {
-            builder.AddRetry(new RetryStrategyOptions<DatagramReply>
+            builder.AddRetry(new RetryStrategyOptions
             {
                 MaxRetryAttempts = retry.MaxAttempts - 1,
                 BackoffType = DelayBackoffType.Exponential,
@@ -50,9 +78,10 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
                 ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome.Exception, args.Context)),
                 OnRetry = args =>
                 {
+                    metrics.RecordRetry(route.Name, route.Backend.Name, RetryReason(args.Outcome.Exception));
                     ResilienceLog.Retrying(
                         logger,
-                        args.Context.Properties.GetValue(CorrelationId, string.Empty),
+                        args.Context.Properties.TryGetValue(Attempt, out var attempt) ? attempt.CorrelationText : string.Empty,
                         route.Name,
                         args.AttemptNumber + 2,
                         args.RetryDelay,
@@ -64,12 +93,24 @@ internal sealed class ForwardingPipelineProvider(ResiliencePipelineRegistry<stri
     }
 
     /// <summary>
-    /// Retried: timeouts, an absent, overloaded, busy or open-circuit instance — and only for retryable requests.
+    /// Retried: timeouts, an absent, overloaded, busy or open-circuit instance — and only for retryable requests
+    /// with budget left (an attempt that ended because the budget ran out is the request's timeout, not a reason to retry).
     /// </summary>
     internal static bool ShouldRetry(Exception? exception, ResilienceContext context) =>
-        context.Properties.GetValue(Retryable, false)
+        context.Properties.TryGetValue(Attempt, out var attempt)
+        && attempt.Retryable
+        && attempt.HasBudgetLeft
         && exception is InstanceBusyException or BrokenCircuitException
             or DatagramException { Failure: DatagramFailure.Timeout or DatagramFailure.BackendAbsent or DatagramFailure.BackendOverloaded };
+
+    /// <summary>The <c>gateway.retry_reason</c> of a retried outcome.</summary>
+    internal static string RetryReason(Exception? exception) => exception switch
+    {
+        DatagramException ex => Gateway.Ipc.Diagnostics.IpcDiagnostics.ErrorType(ex.Failure),
+        InstanceBusyException => "backend_busy",
+        BrokenCircuitException => "circuit_open",
+        _ => "other",
+    };
 }
 
 /// <summary>An instance stayed at its in-flight limit for the whole queue timeout.</summary>

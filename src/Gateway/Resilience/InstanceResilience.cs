@@ -1,5 +1,6 @@
 using Gateway.Configuration;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Protocol;
 using Polly;
 using Polly.CircuitBreaker;
 
@@ -42,11 +43,13 @@ internal sealed class InstanceResilience : IDisposable
     private long _retries;
     private long _rejected;
     private long _failures;
+    private int _circuitState;
 
-    public InstanceResilience(InstanceResilienceSettings settings, TimeProvider timeProvider)
+    public InstanceResilience(InstanceResilienceSettings settings, TimeProvider timeProvider, string socketPath = "", ILogger? logger = null)
     {
         Settings = settings;
         _timeProvider = timeProvider;
+        logger ??= Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _slots = new SemaphoreSlim(settings.MaxInFlight, settings.MaxInFlight);
         var builder = new ResiliencePipelineBuilder { TimeProvider = timeProvider };
         builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
@@ -56,7 +59,25 @@ internal sealed class InstanceResilience : IDisposable
             SamplingDuration = settings.SamplingDuration,
             BreakDuration = settings.BreakDuration,
             StateProvider = Circuit,
-            ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception)),
+            ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception) || IsServerErrorReply(args.Outcome.Result)),
+            OnOpened = args =>
+            {
+                Volatile.Write(ref _circuitState, CircuitOpen);
+                ResilienceLog.CircuitOpened(logger, socketPath, args.BreakDuration);
+                return default;
+            },
+            OnHalfOpened = _ =>
+            {
+                Volatile.Write(ref _circuitState, CircuitHalfOpen);
+                ResilienceLog.CircuitHalfOpened(logger, socketPath);
+                return default;
+            },
+            OnClosed = _ =>
+            {
+                Volatile.Write(ref _circuitState, CircuitClosed);
+                ResilienceLog.CircuitClosed(logger, socketPath);
+                return default;
+            },
         });
         Breaker = builder.Build();
     }
@@ -67,6 +88,21 @@ internal sealed class InstanceResilience : IDisposable
     public ResiliencePipeline Breaker { get; }
 
     public CircuitBreakerStateProvider Circuit { get; } = new();
+
+    /// <summary>Circuit state as the gauge <c>gateway.circuit.state</c> reports it.</summary>
+    public const int CircuitClosed = 0;
+
+    /// <inheritdoc cref="CircuitClosed"/>
+    public const int CircuitHalfOpen = 1;
+
+    /// <inheritdoc cref="CircuitClosed"/>
+    public const int CircuitOpen = 2;
+
+    /// <summary>
+    /// The circuit state for metrics (<see cref="CircuitClosed"/>, <see cref="CircuitHalfOpen"/>, <see cref="CircuitOpen"/>),
+    /// maintained by the breaker's OnOpened / OnHalfOpened / OnClosed callbacks, so it is exactly what the breaker last did.
+    /// </summary>
+    public int CircuitGaugeValue => Volatile.Read(ref _circuitState);
 
     /// <summary>Ejected: too many consecutive failures or a failed probe; only a successful probe readmits it.</summary>
     public bool IsEjected => Volatile.Read(ref _ejected) != 0;
@@ -91,6 +127,16 @@ internal sealed class InstanceResilience : IDisposable
     {
         Failure: DatagramFailure.Timeout or DatagramFailure.BackendAbsent or DatagramFailure.BackendOverloaded,
     };
+
+    /// <summary>
+    /// For the circuit breaker only: an ERROR reply of the 5xx class (<c>INTERNAL</c>, <c>DEADLINE_EXCEEDED</c>, codes the
+    /// gateway does not know) says the instance is failing, while the 4xx class (<c>MALFORMED</c>, <c>NOT_FOUND</c>,
+    /// <c>TOO_LARGE</c>) is about the request. (<c>OVERLOADED</c> arrives as an exception.) Such replies are still
+    /// returned to the caller as they are, never retried (the handler ran), and do not count towards ejection.
+    /// </summary>
+    public static bool IsServerErrorReply(object? result) =>
+        result is DatagramReply { Kind: MessageKind.Error } reply
+        && reply.Error.Code is not (IpcErrorCode.Malformed or IpcErrorCode.NotFound or IpcErrorCode.TooLarge or IpcErrorCode.Overloaded);
 
     /// <summary>Waits up to the queue timeout for an in-flight slot; false when none freed up in time.</summary>
     public async ValueTask<bool> TryEnterAsync(CancellationToken cancellationToken)

@@ -25,4 +25,13 @@ internal static partial class ResilienceLog
 
     [LoggerMessage(1106, LogLevel.Error, "Health probe loop failed")]
     public static partial void ProbeLoopFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(1107, LogLevel.Warning, "Circuit of backend instance {SocketPath} opened for {BreakDuration}")]
+    public static partial void CircuitOpened(ILogger logger, string socketPath, TimeSpan breakDuration);
+
+    [LoggerMessage(1108, LogLevel.Information, "Circuit of backend instance {SocketPath} half-open: one trial request")]
+    public static partial void CircuitHalfOpened(ILogger logger, string socketPath);
+
+    [LoggerMessage(1109, LogLevel.Information, "Circuit of backend instance {SocketPath} closed")]
+    public static partial void CircuitClosed(ILogger logger, string socketPath);
 }

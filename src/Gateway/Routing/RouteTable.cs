@@ -90,19 +90,6 @@ internal sealed class GatewayBackend
 
     public BackendHealthCheckOptions HealthCheck { get; init; } = new();
 
-    /// <summary>Round-robin choice of an instance (raw backends; envelope backends go through the selector).</summary>
-    public BackendInstance PickInstance()
-    {
-        var instances = Instances;
-        if (instances.Count == 1)
-        {
-            return instances[0];
-        }
-
-        var n = Interlocked.Increment(ref _next);
-        return instances[(int)(n % (uint)instances.Count)];
-    }
-
     /// <summary>The next round-robin position.</summary>
     internal uint NextRoundRobin() => Interlocked.Increment(ref _next);
 }

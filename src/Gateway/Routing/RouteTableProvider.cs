@@ -20,11 +20,12 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger<RouteTableProvider> _logger;
+    private readonly ILogger _resilienceLogger;
     private readonly Dictionary<InstanceKey, BackendInstance> _instances = [];
     private readonly Lock _gate = new();
     private readonly IDisposable? _reloadRegistration;
     private CancellationTokenSource _routingChangeSource = new();
-    private CancellationTokenSource _changeSource = new();
+    private CancellationTokenSource _changeSource;
     private RouteTable _current;
     private readonly string _replyPrefix = "gw-reply-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
     private long _replyCounter;
@@ -39,6 +40,9 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         _timeProvider = timeProvider;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<RouteTableProvider>();
+        _resilienceLogger = loggerFactory.CreateLogger(typeof(InstanceResilience).FullName!);
+
+        _changeSource = new CancellationTokenSource();
 
         // options.Value has been validated (ValidateOnStart): every error is reported before we get here.
         _current = Build(options.Value);
@@ -51,7 +55,13 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     /// Fires when the table has been replaced and ASP.NET Core routing has adopted it (its matcher is rebuilt in the
     /// routing token's callbacks, which run first): a request sent after this fires is routed on the new table.
     /// </summary>
-    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changeSource).Token);
+    public IChangeToken GetChangeToken() => new CancellationChangeToken(ChangeCancellationToken);
+
+    /// <summary>
+    /// Cancelled when the table is replaced. Read it <b>before</b> <see cref="Current"/>: the table is published first,
+    /// then the token of the previous one is cancelled, so a reader never pairs a table with a newer token.
+    /// </summary>
+    public CancellationToken ChangeCancellationToken => Volatile.Read(ref _changeSource).Token;
 
     /// <summary>For <see cref="GatewayEndpointDataSource"/> only: fires first when the table has been replaced.</summary>
     internal IChangeToken GetRoutingChangeToken() => new CancellationChangeToken(Volatile.Read(ref _routingChangeSource).Token);
@@ -213,13 +223,9 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             Volatile.Write(ref _current, table);
             // Routing first (its callbacks rebuild the matcher synchronously), then everyone else: callbacks on one
             // token run in reverse order of registration, so one token could announce the change before routing saw it.
-            foreach (var source in (ReadOnlySpan<CancellationTokenSource>)[
-                Interlocked.Exchange(ref _routingChangeSource, new CancellationTokenSource()),
-                Interlocked.Exchange(ref _changeSource, new CancellationTokenSource())])
-            {
-                source.Cancel();
-                source.Dispose();
-            }
+            // Cancelled, not disposed: a reader may still be taking its Token (a CTS without a timer holds nothing once cancelled).
+            Interlocked.Exchange(ref _routingChangeSource, new CancellationTokenSource()).Cancel();
+            Interlocked.Exchange(ref _changeSource, new CancellationTokenSource()).Cancel();
             return table;
         }
     }
@@ -270,7 +276,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
                 _timeProvider,
                 _loggerFactory))
             {
-                Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+                Resilience = new InstanceResilience(key.Resilience, _timeProvider, key.Path, _resilienceLogger),
             };
         }
 
@@ -286,7 +292,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
         return new BackendInstance(key.Path, client)
         {
-            Resilience = new InstanceResilience(key.Resilience, _timeProvider),
+            Resilience = new InstanceResilience(key.Resilience, _timeProvider, key.Path, _resilienceLogger),
         };
     }
 

@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Sockets;
 using Gateway.Ipc.Backend;
+using Gateway.Ipc.Protocol;
 using Gateway.Routing;
 using Gateway.Testing;
 using Gateway.Tests.Forwarding;
@@ -55,6 +58,171 @@ public class FaultInjectionTests
         foreach (var r in firstHalf.Concat(gets).Concat(posts))
         {
             r.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task InstanceKilledWithRequestsInFlight_GetsRetriedElsewhere_PostsGetADefiniteErrorAndRanAtMostOnce()
+    {
+        const int PerMethod = 10;
+        using var dir = new TempSocketDirectory();
+        var onA = new ConcurrentQueue<(ulong Id, string Method)>();
+        var onB = new ConcurrentQueue<(ulong Id, string Method)>();
+        var entered = 0;
+        var phase = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var target = PerMethod;
+        void Entered()
+        {
+            if (Interlocked.Increment(ref entered) == Volatile.Read(ref target))
+            {
+                phase.TrySetResult();
+            }
+        }
+
+        // Instance a holds every request until the end of the test and ignores cancellation: killed, it never answers.
+        var releaseA = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var a = await TestBackend.StartAsync(dir.Socket("a.sock"), async (r, _) =>
+        {
+            onA.Enqueue((r.CorrelationId, r.Method));
+            Entered();
+            await releaseA.Task;
+            return BackendResponse.Text("a");
+        });
+        await using var b = await TestBackend.StartAsync(dir.Socket("b.sock"), (r, _) =>
+        {
+            onB.Enqueue((r.CorrelationId, r.Method));
+            if (r.Attempt == 1)
+            {
+                Entered();
+            }
+
+            return ValueTask.FromResult(BackendResponse.Text("b"));
+        });
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, ResilienceSettings.Route(a.SocketPath, b.SocketPath), s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+
+        try
+        {
+            // Round robin over both instances: of each burst of 10 first attempts, exactly 5 land on a and stay there.
+            var posts = Enumerable.Range(0, PerMethod).Select(i => client.PostAsync($"/api/p{i}", new StringContent("x"))).ToList();
+            await phase.Task.WaitAsync(HangGuard);
+            phase = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref target, 2 * PerMethod);
+            var gets = Enumerable.Range(0, PerMethod).Select(i => client.GetAsync($"/api/g{i}")).ToList();
+            await phase.Task.WaitAsync(HangGuard);
+            Assert.Equal(PerMethod, onA.Count);
+            Assert.Equal(PerMethod / 2, onA.Count(e => e.Method == "POST"));
+
+            // Kill a with all of them in flight: it stops reading and its socket goes away, nothing is answered.
+            await a.Server.StopAsync(new CancellationToken(canceled: true));
+            Assert.False(File.Exists(a.SocketPath));
+
+            // The attempt timeout: every GET held by a is retried on b.
+            time.Advance(TimeSpan.FromSeconds(1));
+            var getResponses = await Task.WhenAll(gets).WaitAsync(HangGuard);
+            Assert.All(getResponses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+            Assert.All(await Task.WhenAll(getResponses.Select(r => r.Content.ReadAsStringAsync())), body => Assert.Equal("b", body));
+
+            // A POST without Idempotency-Key is never retried: those held by a run into the whole budget: 504.
+            time.Advance(TimeSpan.FromSeconds(9));
+            var postResponses = await Task.WhenAll(posts).WaitAsync(HangGuard);
+            Assert.Equal(PerMethod / 2, postResponses.Count(r => r.StatusCode == HttpStatusCode.OK));
+            Assert.Equal(PerMethod / 2, postResponses.Count(r => r.StatusCode == HttpStatusCode.GatewayTimeout));
+
+            // At most once: no POST ran on both instances or twice on one.
+            var postsOnA = onA.Where(e => e.Method == "POST").Select(e => e.Id).ToList();
+            var postsOnB = onB.Where(e => e.Method == "POST").Select(e => e.Id).ToList();
+            Assert.Equal(PerMethod, postsOnA.Concat(postsOnB).Distinct().Count());
+            Assert.Equal(PerMethod, postsOnA.Count + postsOnB.Count);
+
+            // Every GET held by a ran again on b, once.
+            var getsOnA = onA.Where(e => e.Method == "GET").Select(e => e.Id).ToHashSet();
+            Assert.Equal(PerMethod / 2, getsOnA.Count);
+            Assert.All(getsOnA, id => Assert.Single(onB, e => e.Id == id));
+            foreach (var response in getResponses.Concat(postResponses))
+            {
+                response.Dispose();
+            }
+        }
+        finally
+        {
+            releaseA.TrySetResult();
+            await a.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task BackendWithAFullReceiveQueue_DoesNotHoldUpRequestsToAnotherBackend()
+    {
+        using var dir = new TempSocketDirectory();
+
+        // A backend that stopped reading: bound, never read; its receive queue is filled before the test starts.
+        var stuckPath = dir.Socket("stuck.sock");
+        using var stuck = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        stuck.Bind(new UnixDomainSocketEndPoint(stuckPath));
+        FillReceiveQueue(stuckPath);
+        await using var healthy = await TestBackend.StartAsync(dir.Socket("ok.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("ok")));
+        var settings = new Dictionary<string, string?>
+        {
+            ["Gateway:Backends:stuck:Instances:0"] = stuckPath,
+            ["Gateway:Backends:stuck:Retry:MaxAttempts"] = "1",
+            ["Gateway:Backends:ok:Instances:0"] = healthy.SocketPath,
+            ["Gateway:Routes:stuck:Path"] = "/stuck/{**rest}",
+            ["Gateway:Routes:stuck:Backend"] = "stuck",
+            ["Gateway:Routes:ok:Path"] = "/ok/{**rest}",
+            ["Gateway:Routes:ok:Backend"] = "ok",
+        };
+
+        // The fake clock never moves: the stuck backend's sends wait (no overload verdict, no timeout) for the whole test.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var stuckClient = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["stuck"].Instances[0].Client!;
+
+        var stuckRequests = Enumerable.Range(0, 30).Select(i => client.GetAsync($"/stuck/{i}")).ToList();
+        await WaitUntilAsync(() => stuckClient.Statistics.QueuedSends >= 30); // all of them wait in its send queue
+
+        var okResponses = await Task.WhenAll(Enumerable.Range(0, 100).Select(i => client.GetAsync($"/ok/{i}"))).WaitAsync(HangGuard);
+
+        Assert.All(okResponses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(stuckRequests, t => Assert.False(t.IsCompleted));
+        Assert.Equal(0, stuckClient.Statistics.SendFailures);
+        foreach (var response in okResponses)
+        {
+            response.Dispose();
+        }
+    }
+
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+
+    /// <summary>Sends small datagrams to <paramref name="path"/> until its receive queue refuses more.</summary>
+    private static void FillReceiveQueue(string path)
+    {
+        using var filler = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified) { Blocking = false };
+        var target = new UnixDomainSocketEndPoint(path);
+        for (var i = 0; i < 1000; i++)
+        {
+            try
+            {
+                filler.SendTo([0], target);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
+            {
+                return;
+            }
+        }
+
+        Assert.Fail("The receive queue never filled up.");
+    }
+
+    /// <summary>Waits (bounded) for a counter the gateway updates on its own threads; the fake clock does not move meanwhile.</summary>
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        using var guard = new CancellationTokenSource(HangGuard);
+        while (!condition())
+        {
+            await Task.Delay(5, guard.Token);
         }
     }
 
@@ -144,6 +312,69 @@ public class FaultInjectionTests
 
         Assert.Equal(HttpStatusCode.OK, r4.StatusCode);
         Assert.Equal(CircuitState.Closed, instance.Resilience.Circuit.CircuitState);
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_CountsInternalErrorReplies_ButNotNotFound()
+    {
+        using var dir = new TempSocketDirectory();
+        var internalCalls = 0;
+        var notFoundCalls = 0;
+        await using var failing = await TestBackend.StartAsync(dir.Socket("failing.sock"), (_, _) =>
+        {
+            Interlocked.Increment(ref internalCalls);
+            return ValueTask.FromResult(BackendResponse.Error(IpcErrorCode.Internal, "bug"));
+        });
+        await using var missing = await TestBackend.StartAsync(dir.Socket("missing.sock"), (_, _) =>
+        {
+            Interlocked.Increment(ref notFoundCalls);
+            return ValueTask.FromResult(BackendResponse.Error(IpcErrorCode.NotFound, "no such thing"));
+        });
+        var settings = new Dictionary<string, string?>
+        {
+            ["Gateway:Backends:failing:Instances:0"] = failing.SocketPath,
+            ["Gateway:Backends:missing:Instances:0"] = missing.SocketPath,
+            ["Gateway:Routes:failing:Path"] = "/failing/{**rest}",
+            ["Gateway:Routes:failing:Backend"] = "failing",
+            ["Gateway:Routes:missing:Path"] = "/missing/{**rest}",
+            ["Gateway:Routes:missing:Backend"] = "missing",
+        };
+        foreach (var backend in new[] { "failing", "missing" })
+        {
+            settings[$"Gateway:Backends:{backend}:Retry:MaxAttempts"] = "1";
+            settings[$"Gateway:Backends:{backend}:CircuitBreaker:MinimumThroughput"] = "2";
+        }
+
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var table = factory.Services.GetRequiredService<RouteTableProvider>().Current;
+
+        // INTERNAL (5xx class): the instance is failing. Two replies open its circuit; the third request is refused unsent.
+        for (var i = 0; i < 2; i++)
+        {
+            using var reply = await client.GetAsync($"/failing/{i}");
+            await ForwardingTests.ReadProblemAsync(reply, HttpStatusCode.BadGateway, "backend-error");
+        }
+
+        Assert.Equal(CircuitState.Open, table.Backends["failing"].Instances[0].Resilience.Circuit.CircuitState);
+        using (var refused = await client.GetAsync("/failing/3"))
+        {
+            await ForwardingTests.ReadProblemAsync(refused, HttpStatusCode.ServiceUnavailable, "circuit-open");
+        }
+
+        Assert.Equal(2, Volatile.Read(ref internalCalls));
+
+        // NOT_FOUND (4xx class): about the request, not the instance; the circuit stays closed.
+        for (var i = 0; i < 4; i++)
+        {
+            using var reply = await client.GetAsync($"/missing/{i}");
+            await ForwardingTests.ReadProblemAsync(reply, HttpStatusCode.BadGateway, "backend-not-found");
+        }
+
+        Assert.Equal(CircuitState.Closed, table.Backends["missing"].Instances[0].Resilience.Circuit.CircuitState);
+        Assert.Equal(4, Volatile.Read(ref notFoundCalls));
+        Assert.False(table.Backends["failing"].Instances[0].Resilience.IsEjected); // error replies do not eject
     }
 
     [Fact]

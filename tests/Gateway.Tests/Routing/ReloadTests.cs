@@ -1,8 +1,10 @@
 using System.Net;
 using Gateway.Ipc.Backend;
+using Gateway.Resilience;
 using Gateway.Routing;
 using Gateway.Testing;
 using Gateway.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -90,5 +92,90 @@ public class ReloadTests
         Assert.Contains("Gateway:Routes:r:Backend: 'missing' is not a configured backend", error, StringComparison.Ordinal);
         Assert.Equal(version, factory.Services.GetRequiredService<RouteTableProvider>().Current.Version);
         Assert.Equal("still here", await client.GetStringAsync("/v1/x"));
+    }
+
+    [Fact]
+    public async Task ManyReloads_KeepOnePipelinePerRoute_ReleaseReplacedOnesAfterTheirLastRequest_AndApplyNewSettings()
+    {
+        using var dir = new TempSocketDirectory();
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), async (request, _) =>
+        {
+            if (request.Path == "/api/hold")
+            {
+                entered.TrySetResult();
+                await release.Task;
+            }
+
+            return BackendResponse.Text("ok");
+        });
+        var settings = new Dictionary<string, string?>
+        {
+            ["Gateway:Backends:b:Instances:0"] = backend.SocketPath,
+            ["Gateway:Backends:gone:Instances:0"] = dir.Socket("gone.sock"),
+            ["Gateway:Backends:gone:Retry:MaxAttempts"] = "1",
+            ["Gateway:Backends:gone:Retry:BaseDelay"] = "00:00:00",
+            ["Gateway:Backends:gone:Retry:MaxDelay"] = "00:00:00",
+            ["Gateway:Routes:api:Path"] = "/api/{**rest}",
+            ["Gateway:Routes:api:Backend"] = "b",
+            ["Gateway:Routes:flaky:Path"] = "/flaky",
+            ["Gateway:Routes:flaky:Backend"] = "gone",
+        };
+        await using var factory = new GatewayFactory(dir, settings);
+        using var client = factory.CreateClient();
+        var routes = factory.Services.GetRequiredService<RouteTableProvider>();
+        var pipelines = factory.Services.GetRequiredService<ForwardingPipelineProvider>();
+        var configuration = factory.Services.GetRequiredService<IConfiguration>();
+        var gone = routes.Current.Backends["gone"].Instances[0].Resilience;
+
+        using (var once = await client.GetAsync("/flaky").WaitAsync(TimeSpan.FromSeconds(30)))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, once.StatusCode);
+        }
+
+        Assert.Equal(0, gone.Retries); // MaxAttempts 1
+        var held = client.GetAsync("/api/hold");
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // 40 reloads, each a new table version with a different route timeout; each version's pipeline gets used.
+        for (var i = 0; i < 40; i++)
+        {
+            configuration["Gateway:Routes:api:Timeout"] = $"00:00:{10 + i}";
+            routes.OnConfigurationChanged();
+            Assert.Equal("ok", await client.GetStringAsync($"/api/{i}").WaitAsync(TimeSpan.FromSeconds(30)));
+        }
+
+        // One pipeline per route, plus the replaced one the held request still runs on.
+        await WaitUntilAsync(() => pipelines.LivePipelines == 3);
+        Assert.False(held.IsCompleted);
+        release.SetResult();
+        using (var done = await held.WaitAsync(TimeSpan.FromSeconds(30)))
+        {
+            Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+        }
+
+        await WaitUntilAsync(() => pipelines.LivePipelines == 2);
+
+        // A reload's settings apply to the route's (reloaded) pipeline.
+        configuration["Gateway:Backends:gone:Retry:MaxAttempts"] = "3";
+        routes.OnConfigurationChanged();
+        using (var retried = await client.GetAsync("/flaky").WaitAsync(TimeSpan.FromSeconds(30)))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, retried.StatusCode);
+        }
+
+        Assert.Equal(2, gone.Retries);
+        await WaitUntilAsync(() => pipelines.LivePipelines == 2);
+    }
+
+    /// <summary>Waits (bounded) for a condition that Polly's disposal of replaced pipelines makes true on its own schedule.</summary>
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!condition())
+        {
+            await Task.Delay(10, guard.Token);
+        }
     }
 }

@@ -1,5 +1,4 @@
 using System.Net;
-using Gateway.Diagnostics;
 using Gateway.Ipc.Backend;
 using Gateway.Ipc.Protocol;
 using Gateway.Testing;
@@ -14,7 +13,7 @@ namespace Gateway.Tests.Telemetry;
 public class MetricsAndLogsTests
 {
     [Fact]
-    public async Task KnownSequence_RecordsDurationsByOutcome_AttemptsTimeoutsLateRepliesAndInFlight()
+    public async Task KnownSequence_RecordsDurationsByOutcome_AttemptsTimeoutsLateRepliesInFlightAndCircuit()
     {
         using var dir = new TempSocketDirectory();
         var slowEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -69,10 +68,6 @@ public class MetricsAndLogsTests
         releaseSlow.SetResult();
         await logs.WaitForAsync(2106); // the client dropped the late reply
 
-        var gatewayMetrics = factory.Services.GetRequiredService<GatewayMetrics>();
-        gatewayMetrics.RecordRetry("metered", "mb");
-        gatewayMetrics.RecordRetry("metered", "mb");
-        gatewayMetrics.SetCircuitState("mb", backend.SocketPath, 2);
         var m = metrics.Collect(factory.Services);
 
         var route = ("gateway.route", (object)"metered");
@@ -84,15 +79,18 @@ public class MetricsAndLogsTests
         var server = ("server.address", (object)backend.SocketPath);
         Assert.Equal(2, HistogramCount(m, "gateway.ipc.client.attempt.duration", server, ("gateway.ipc.outcome", "response")));
         Assert.Equal(1, HistogramCount(m, "gateway.ipc.client.attempt.duration", server, ("gateway.ipc.outcome", "error"), ("error.type", "not_found")));
-        // Since the Polly pipeline merged, a spent overall budget cancels the attempt (Polly's timeout fires at the
-        // same instant as the attempt's own), so the attempt is recorded "cancelled" and the client counts no
-        // timeout of its own; the 504 above is the timeout. Attempt-level timeout metrics: see the note on issue 6.
+        // The attempt that ended because the request's budget ran out is a timeout (not "cancelled"), and not retried.
+        Assert.Equal(1, HistogramCount(m, "gateway.ipc.client.attempt.duration", server, ("gateway.ipc.outcome", "timeout"), ("error.type", "timeout")));
+        Assert.Equal(0, HistogramCountOrZero(m, "gateway.ipc.client.attempt.duration", server, ("gateway.ipc.outcome", "cancelled")));
+        Assert.Equal(4, HistogramCount(m, "gateway.ipc.client.attempt.duration", server));
+        Assert.Equal(1, Sum(m, "gateway.ipc.client.timeouts", server));
+        Assert.Equal(1, Sum(m, "gateway.backend.timeouts", server));
+        Assert.Equal(0, SumOrZero(m, "gateway.retries", route));
         Assert.Equal(1, Sum(m, "gateway.backend.datagrams.dropped", server, ("gateway.drop_reason", "late")));
         Assert.Equal(0, Sum(m, "gateway.backend.datagrams.dropped", server, ("gateway.drop_reason", "spoofed")));
         Assert.Equal(0, Sum(m, "gateway.backend.datagrams.dropped", server, ("gateway.drop_reason", "malformed")));
         Assert.Equal(0, Sum(m, "gateway.backend.requests.active", server));
-        Assert.Equal(2, Sum(m, "gateway.retries", route, ("gateway.backend", "mb")));
-        Assert.Equal(2, Gauge(m, "gateway.circuit.state", ("gateway.backend", "mb"), server));
+        Assert.Equal(0, Gauge(m, "gateway.circuit.state", ("gateway.backend", "mb"), server)); // closed
     }
 
     [Fact]

@@ -189,6 +189,19 @@ internal sealed class MetricCapture
         return points;
     }
 
+    /// <summary>The points of a metric with the given tags; none when the metric was not exported at all (never recorded).</summary>
+    public static List<MetricPoint> PointsOrNone(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+        metrics.ContainsKey(name) ? Points(metrics, name, tags) : [];
+
+    public static long HistogramCountOrZero(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+        PointsOrNone(metrics, name, tags).Sum(p => p.GetHistogramCount());
+
+    public static long SumOrZero(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+        PointsOrNone(metrics, name, tags).Sum(p => p.GetSumLong());
+
+    public static double HistogramSum(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+        Points(metrics, name, tags).Sum(p => p.GetHistogramSum());
+
     public static long HistogramCount(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
         Points(metrics, name, tags).Sum(p => p.GetHistogramCount());
 
