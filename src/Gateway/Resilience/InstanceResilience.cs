@@ -43,7 +43,6 @@ internal sealed class InstanceResilience : IDisposable
     private long _retries;
     private long _rejected;
     private long _failures;
-    private int _circuitState;
 
     public InstanceResilience(InstanceResilienceSettings settings, TimeProvider timeProvider, string socketPath = "", ILogger? logger = null)
     {
@@ -62,19 +61,16 @@ internal sealed class InstanceResilience : IDisposable
             ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception) || IsServerErrorReply(args.Outcome.Result)),
             OnOpened = args =>
             {
-                Volatile.Write(ref _circuitState, CircuitOpen);
                 ResilienceLog.CircuitOpened(logger, socketPath, args.BreakDuration);
                 return default;
             },
             OnHalfOpened = _ =>
             {
-                Volatile.Write(ref _circuitState, CircuitHalfOpen);
                 ResilienceLog.CircuitHalfOpened(logger, socketPath);
                 return default;
             },
             OnClosed = _ =>
             {
-                Volatile.Write(ref _circuitState, CircuitClosed);
                 ResilienceLog.CircuitClosed(logger, socketPath);
                 return default;
             },
@@ -100,9 +96,15 @@ internal sealed class InstanceResilience : IDisposable
 
     /// <summary>
     /// The circuit state for metrics (<see cref="CircuitClosed"/>, <see cref="CircuitHalfOpen"/>, <see cref="CircuitOpen"/>),
-    /// maintained by the breaker's OnOpened / OnHalfOpened / OnClosed callbacks, so it is exactly what the breaker last did.
+    /// read from the breaker's state provider: the state is changed under the breaker's lock before the attempt's outcome
+    /// is returned (its OnOpened / OnHalfOpened / OnClosed callbacks, which only log, may run a little later).
     /// </summary>
-    public int CircuitGaugeValue => Volatile.Read(ref _circuitState);
+    public int CircuitGaugeValue => Circuit.CircuitState switch
+    {
+        CircuitState.Closed => CircuitClosed,
+        CircuitState.HalfOpen => CircuitHalfOpen,
+        _ => CircuitOpen, // Open or Isolated
+    };
 
     /// <summary>Ejected: too many consecutive failures or a failed probe; only a successful probe readmits it.</summary>
     public bool IsEjected => Volatile.Read(ref _ejected) != 0;

@@ -137,10 +137,10 @@ public class ResilienceMetricsTests
         // The instance comes up; after the break the next request is the trial, held in the handler: half-open.
         var trialEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseTrial = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var backend = await TestBackend.StartAsync(path, async (_, _) =>
+        await using var backend = await TestBackend.StartAsync(path, async (_, token) =>
         {
             trialEntered.TrySetResult();
-            await releaseTrial.Task;
+            await releaseTrial.Task.WaitAsync(token); // a failed assertion must not leave the handler (and dispose) hanging
             return Ok();
         });
         time.Advance(TimeSpan.FromSeconds(5));

@@ -151,28 +151,43 @@ internal sealed class MetricCapture
     public void Register(IServiceCollection services) => services.ConfigureOpenTelemetryMeterProvider(metrics =>
         metrics.AddInMemoryExporter(_snapshots, reader => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = int.MaxValue));
 
-    /// <summary>Collects now and returns the latest snapshot of every metric.</summary>
-    public IReadOnlyDictionary<string, MetricSnapshot> Collect(IServiceProvider services)
+    /// <summary>
+    /// Collects now and returns what that collection exported. The SDK listens to every meter of a name in the process,
+    /// so one flush may export a metric once per gateway running in parallel tests (each has its own meter): all of
+    /// them are kept, and tests tell theirs apart by tags (unique route/backend names and socket paths).
+    /// </summary>
+    public CollectedMetrics Collect(IServiceProvider services)
     {
-        Assert.True(services.GetRequiredService<MeterProvider>().ForceFlush(30_000));
-        var latest = new Dictionary<string, MetricSnapshot>();
+        int start;
         lock (_snapshots)
         {
-            foreach (var snapshot in _snapshots)
+            start = _snapshots.Count;
+        }
+
+        Assert.True(services.GetRequiredService<MeterProvider>().ForceFlush(30_000));
+        var byName = new Dictionary<string, List<MetricSnapshot>>();
+        lock (_snapshots)
+        {
+            foreach (var snapshot in _snapshots.Skip(start))
             {
-                latest[snapshot.Name] = snapshot;
+                if (!byName.TryGetValue(snapshot.Name, out var list))
+                {
+                    byName[snapshot.Name] = list = [];
+                }
+
+                list.Add(snapshot);
             }
         }
 
-        return latest;
+        return new CollectedMetrics(byName);
     }
 
     /// <summary>The points of a metric whose tags include every given pair.</summary>
-    public static List<MetricPoint> Points(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags)
+    public static List<MetricPoint> Points(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags)
     {
-        Assert.True(metrics.TryGetValue(name, out var metric), $"Metric {name} was not exported.");
+        Assert.True(metrics.Snapshots.TryGetValue(name, out var snapshots), $"Metric {name} was not exported.");
         var points = new List<MetricPoint>();
-        foreach (var point in metric.MetricPoints)
+        foreach (var point in snapshots.SelectMany(m => m.MetricPoints))
         {
             var pointTags = new Dictionary<string, object?>();
             foreach (var tag in point.Tags)
@@ -190,27 +205,30 @@ internal sealed class MetricCapture
     }
 
     /// <summary>The points of a metric with the given tags; none when the metric was not exported at all (never recorded).</summary>
-    public static List<MetricPoint> PointsOrNone(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
-        metrics.ContainsKey(name) ? Points(metrics, name, tags) : [];
+    public static List<MetricPoint> PointsOrNone(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags) =>
+        metrics.Snapshots.ContainsKey(name) ? Points(metrics, name, tags) : [];
 
-    public static long HistogramCountOrZero(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+    public static long HistogramCountOrZero(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags) =>
         PointsOrNone(metrics, name, tags).Sum(p => p.GetHistogramCount());
 
-    public static long SumOrZero(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+    public static long SumOrZero(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags) =>
         PointsOrNone(metrics, name, tags).Sum(p => p.GetSumLong());
 
-    public static double HistogramSum(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+    public static double HistogramSum(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags) =>
         Points(metrics, name, tags).Sum(p => p.GetHistogramSum());
 
-    public static long HistogramCount(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+    public static long HistogramCount(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags) =>
         Points(metrics, name, tags).Sum(p => p.GetHistogramCount());
 
-    public static long Sum(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+    public static long Sum(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags) =>
         Points(metrics, name, tags).Sum(p => p.GetSumLong());
 
-    public static long Gauge(IReadOnlyDictionary<string, MetricSnapshot> metrics, string name, params (string Key, object Value)[] tags) =>
+    public static long Gauge(CollectedMetrics metrics, string name, params (string Key, object Value)[] tags) =>
         Assert.Single(Points(metrics, name, tags)).GetGaugeLastValueLong();
 }
+
+/// <summary>The metrics one collection exported, by name (see <see cref="MetricCapture.Collect"/>).</summary>
+internal sealed record CollectedMetrics(IReadOnlyDictionary<string, List<MetricSnapshot>> Snapshots);
 
 internal static class TelemetrySettings
 {
