@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Gateway.Diagnostics;
 using Gateway.Ipc.Backend;
 using Gateway.Ipc.Protocol;
 using Gateway.Routing;
@@ -123,7 +124,7 @@ public class ResilienceMetricsTests
         using var client = factory.CreateClient();
         var tags = new (string, object)[] { ("gateway.backend", "circuit-b"), ("server.address", path) };
 
-        Assert.Equal(0, Gauge(metrics.Collect(factory.Services), "gateway.circuit.state", tags));
+        Assert.Equal(0, ScopedMetrics.Gauge(factory.Services, GatewayMetrics.MeterName, "gateway.circuit.state", tags));
 
         // Two failures (nothing bound at the path) open the circuit.
         for (var i = 0; i < 2; i++)
@@ -132,7 +133,7 @@ public class ResilienceMetricsTests
             Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
         }
 
-        Assert.Equal(2, Gauge(metrics.Collect(factory.Services), "gateway.circuit.state", tags));
+        Assert.Equal(2, ScopedMetrics.Gauge(factory.Services, GatewayMetrics.MeterName, "gateway.circuit.state", tags));
 
         // The instance comes up; after the break the next request is the trial, held in the handler: half-open.
         var trialEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -146,7 +147,7 @@ public class ResilienceMetricsTests
         time.Advance(TimeSpan.FromSeconds(5));
         var trial = client.GetAsync("/api/trial");
         await trialEntered.Task.WaitAsync(HangGuard);
-        Assert.Equal(1, Gauge(metrics.Collect(factory.Services), "gateway.circuit.state", tags));
+        Assert.Equal(1, ScopedMetrics.Gauge(factory.Services, GatewayMetrics.MeterName, "gateway.circuit.state", tags));
 
         releaseTrial.SetResult();
         using (var ok = await trial.WaitAsync(HangGuard))
@@ -154,7 +155,7 @@ public class ResilienceMetricsTests
             Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
         }
 
-        Assert.Equal(0, Gauge(metrics.Collect(factory.Services), "gateway.circuit.state", tags));
+        Assert.Equal(0, ScopedMetrics.Gauge(factory.Services, GatewayMetrics.MeterName, "gateway.circuit.state", tags));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using Gateway.Ipc.Backend;
 using Gateway.Ipc.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
@@ -246,4 +247,63 @@ internal static class TelemetrySettings
     public static BackendResponse Ok() => BackendResponse.Text("ok");
 
     public static bool IsIpc(Activity a, ActivityKind kind) => a.Source.Name == IpcDiagnostics.ActivitySourceName && a.Kind == kind;
+}
+
+/// <summary>
+/// Reads an observable instrument of ONE host: a <see cref="MeterListener"/> that enables only instruments of meters its
+/// <see cref="IMeterFactory"/> created (<see cref="Meter.Scope"/>). The OpenTelemetry SDK listens by meter name across
+/// the process, so with gateways of parallel tests alive an exported stream may mix or drop their instruments.
+/// </summary>
+internal static class ScopedMetrics
+{
+    public static List<(long Value, Dictionary<string, object?> Tags)> Observe(IServiceProvider services, string meterName, string instrumentName)
+    {
+        var factory = services.GetRequiredService<IMeterFactory>();
+        var measurements = new List<(long, Dictionary<string, object?>)>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == meterName && instrument.Name == instrumentName && ReferenceEquals(instrument.Meter.Scope, factory))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            var copy = new Dictionary<string, object?>();
+            foreach (var tag in tags)
+            {
+                copy[tag.Key] = tag.Value;
+            }
+
+            lock (measurements)
+            {
+                measurements.Add((value, copy));
+            }
+        });
+        listener.SetMeasurementEventCallback<int>((_, value, tags, _) =>
+        {
+            var copy = new Dictionary<string, object?>();
+            foreach (var tag in tags)
+            {
+                copy[tag.Key] = tag.Value;
+            }
+
+            lock (measurements)
+            {
+                measurements.Add((value, copy));
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return measurements;
+    }
+
+    /// <summary>The single value of <paramref name="instrumentName"/> whose tags include every given pair.</summary>
+    public static long Gauge(IServiceProvider services, string meterName, string instrumentName, params (string Key, object Value)[] tags) =>
+        Assert.Single(
+            Observe(services, meterName, instrumentName),
+            m => tags.All(t => m.Tags.TryGetValue(t.Key, out var v) && Equals(v?.ToString(), t.Value.ToString()))).Value;
 }
