@@ -1,3 +1,5 @@
+using System.Net.Sockets;
+using Gateway.Ipc.Transport;
 using Gateway.Routing;
 
 namespace Gateway.Resilience;
@@ -70,8 +72,9 @@ internal sealed class BackendHealthProber(RouteTableProvider routes, TimeProvide
         }
         else
         {
-            // Raw daemons do not speak the protocol: the best evidence is that their socket file exists.
-            healthy = Path.Exists(instance.SocketPath);
+            // Raw daemons do not speak the protocol: connect a datagram socket to the path (nothing is sent). A live
+            // receiver accepts; a file left by a killed daemon refuses (stale); a missing file is absent.
+            healthy = IsRawSocketLive(instance.SocketPath);
         }
 
         switch (instance.Resilience.RecordProbe(healthy))
@@ -82,6 +85,19 @@ internal sealed class BackendHealthProber(RouteTableProvider routes, TimeProvide
             case false:
                 ResilienceLog.ProbeFailed(logger, instance.SocketPath);
                 break;
+        }
+    }
+
+    private static bool IsRawSocketLive(string path)
+    {
+        try
+        {
+            return UnixSocketFile.Probe(path, SocketType.Dgram) == SocketFileState.Live;
+        }
+        catch (SocketFileException)
+        {
+            // Not a socket, or the probe failed (e.g. no permission to connect): not usable either.
+            return false;
         }
     }
 

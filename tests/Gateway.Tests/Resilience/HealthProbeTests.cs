@@ -45,6 +45,34 @@ public class HealthProbeTests
     }
 
     [Fact]
+    public async Task RawInstance_KilledWithSigkill_LeavesItsSocketFile_AndTheProbeEjectsIt()
+    {
+        using var dir = new TempSocketDirectory();
+        var path = dir.Socket("raw.sock");
+        await using var daemon = await RawServers.StartPythonAsync(path);
+        var settings = ResilienceSettings.Route(path);
+        settings["Gateway:Backends:b:Mode"] = "Raw";
+        await using var factory = new GatewayFactory(dir, settings);
+        using var client = factory.CreateClient();
+        var prober = factory.Services.GetRequiredService<BackendHealthProber>();
+
+        await prober.ProbeAllAsync();
+        using (var ready = await client.GetAsync("/readyz"))
+        {
+            Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        }
+
+        await daemon.SignalAsync(9); // SIGKILL: the daemon cannot unlink its socket file
+        Assert.True(Path.Exists(path), "a killed daemon leaves its socket file behind");
+        await prober.ProbeAllAsync();
+        using var down = await client.GetAsync("/readyz");
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, down.StatusCode);
+        var backend = await BackendDetailAsync(down);
+        Assert.Equal("ejected", backend.GetProperty("instances").GetProperty(path).GetString());
+    }
+
+    [Fact]
     public async Task EjectedInstance_IsSkipped_UntilAProbeReadmitsIt()
     {
         using var dir = new TempSocketDirectory();
