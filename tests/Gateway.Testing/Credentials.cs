@@ -8,6 +8,7 @@ namespace Gateway.Testing;
 public static partial class Credentials
 {
     private const int SolSocket = 1;
+    private const int ScmRights = 1;
     private const int ScmCredentials = 2;
 
     /// <summary>The process's real uid: what the kernel reports in <c>SCM_CREDENTIALS</c> by default.</summary>
@@ -21,51 +22,33 @@ public static partial class Credentials
     /// credentials {own pid, <paramref name="uid"/>, <paramref name="gid"/>}.
     /// </summary>
     /// <returns>0 on success, else the errno (EPERM when the process may not claim that uid).</returns>
-    public static unsafe int SendWithCredentials(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress destination, uint uid, uint gid)
-    {
-        var headerSize = (IntPtr.Size + 8 + IntPtr.Size - 1) & ~(IntPtr.Size - 1);
-        var control = stackalloc byte[64];
-        new Span<byte>(control, 64).Clear();
-        *(nuint*)control = (nuint)(headerSize + 12);
-        *(int*)(control + IntPtr.Size) = SolSocket;
-        *(int*)(control + IntPtr.Size + 4) = ScmCredentials;
-        *(int*)(control + headerSize) = Environment.ProcessId;
-        *(uint*)(control + headerSize + 4) = uid;
-        *(uint*)(control + headerSize + 8) = gid;
-        var address = destination.Buffer.Span[..destination.Size];
-        fixed (byte* data = datagram)
-        fixed (byte* name = address)
-        {
-            var iov = new IoVec { Base = data, Length = (nuint)datagram.Length };
-            var message = new MsgHdr
-            {
-                Name = name,
-                NameLength = (uint)address.Length,
-                Iov = &iov,
-                IovLength = 1,
-                Control = control,
-                ControlLength = (nuint)((headerSize + 12 + IntPtr.Size - 1) & ~(IntPtr.Size - 1)),
-            };
-            return SendMsg(socket.SafeHandle, &message, 0) < 0 ? Marshal.GetLastPInvokeError() : 0;
-        }
-    }
+    public static int SendWithCredentials(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress destination, uint uid, uint gid) =>
+        SendWithControl(socket, datagram, destination, ScmCredentials, [Environment.ProcessId, (int)uid, (int)gid]);
 
     /// <summary>Sends <paramref name="datagram"/> with one file descriptor attached (<c>SCM_RIGHTS</c>).</summary>
     /// <returns>0 on success, else the errno.</returns>
-    public static unsafe int SendWithDescriptor(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress destination, SafeHandle descriptor)
+    public static int SendWithDescriptor(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress destination, SafeHandle descriptor) =>
+        SendWithControl(socket, datagram, destination, ScmRights, [(int)descriptor.DangerousGetHandle()]);
+
+    /// <summary>
+    /// <c>sendmsg</c> with one <c>SOL_SOCKET</c> control message of <paramref name="type"/> whose data is
+    /// <paramref name="data"/> (32-bit values: <c>struct ucred</c> or file descriptors).
+    /// </summary>
+    private static unsafe int SendWithControl(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress destination, int type, ReadOnlySpan<int> data)
     {
         var headerSize = (IntPtr.Size + 8 + IntPtr.Size - 1) & ~(IntPtr.Size - 1);
+        var length = headerSize + (data.Length * sizeof(int));
         var control = stackalloc byte[64];
         new Span<byte>(control, 64).Clear();
-        *(nuint*)control = (nuint)(headerSize + 4);
+        *(nuint*)control = (nuint)length;
         *(int*)(control + IntPtr.Size) = SolSocket;
-        *(int*)(control + IntPtr.Size + 4) = 1; // SCM_RIGHTS
-        *(int*)(control + headerSize) = (int)descriptor.DangerousGetHandle();
+        *(int*)(control + IntPtr.Size + 4) = type;
+        data.CopyTo(new Span<int>(control + headerSize, data.Length));
         var address = destination.Buffer.Span[..destination.Size];
-        fixed (byte* data = datagram)
+        fixed (byte* bytes = datagram)
         fixed (byte* name = address)
         {
-            var iov = new IoVec { Base = data, Length = (nuint)datagram.Length };
+            var iov = new IoVec { Base = bytes, Length = (nuint)datagram.Length };
             var message = new MsgHdr
             {
                 Name = name,
@@ -73,7 +56,7 @@ public static partial class Credentials
                 Iov = &iov,
                 IovLength = 1,
                 Control = control,
-                ControlLength = (nuint)((headerSize + 4 + IntPtr.Size - 1) & ~(IntPtr.Size - 1)),
+                ControlLength = (nuint)((length + IntPtr.Size - 1) & ~(IntPtr.Size - 1)),
             };
             return SendMsg(socket.SafeHandle, &message, 0) < 0 ? Marshal.GetLastPInvokeError() : 0;
         }

@@ -101,29 +101,7 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
                 return BackendResponse.Text(request.CorrelationId.ToString(System.Globalization.CultureInfo.InvariantCulture));
             },
             o => o.ReplySendTimeout = TimeSpan.FromMinutes(1));
-        using var client = new TestClient(server.SocketPath);
-        var backend = new UnixDomainSocketEndPoint(server.SocketPath);
-
-        var answered = new ConcurrentDictionary<ulong, string>();
-        var receiving = Task.Run(async () =>
-        {
-            while (answered.Count < Count)
-            {
-                var reply = await client.ReceiveAsync();
-                Assert.Equal(MessageKind.Response, reply.Header.Kind);
-                Assert.True(answered.TryAdd(reply.Header.CorrelationId, reply.BodyText), $"Duplicate reply for {reply.Header.CorrelationId}.");
-            }
-        });
-
-        using var writer = new FrameWriter();
-        for (ulong id = 1; id <= Count; id++)
-        {
-            writer.BeginRequest(id, 1, 0, "GET", "/n");
-            // The backend's queue holds ~11 datagrams: SendToAsync waits for room.
-            await client.Socket.SendToAsync(writer.Complete(), SocketFlags.None, backend);
-        }
-
-        await receiving;
+        var answered = await SendRequestsAndCollectRepliesAsync(server, Count);
         Assert.Equal(Count, answered.Count);
         Assert.All(answered, pair => Assert.Equal(pair.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), pair.Value));
         Assert.Equal(Count, server.Statistics.Executed);
@@ -152,28 +130,7 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
                 o.RunHandlersInline = inline;
                 o.ReplySendTimeout = TimeSpan.FromMinutes(1);
             });
-        using var client = new TestClient(server.SocketPath);
-        var backend = new UnixDomainSocketEndPoint(server.SocketPath);
-
-        var answered = new ConcurrentDictionary<ulong, string>();
-        var receiving = Task.Run(async () =>
-        {
-            while (answered.Count < Count)
-            {
-                var reply = await client.ReceiveAsync();
-                Assert.Equal(MessageKind.Response, reply.Header.Kind);
-                Assert.True(answered.TryAdd(reply.Header.CorrelationId, reply.BodyText), $"Duplicate reply for {reply.Header.CorrelationId}.");
-            }
-        });
-
-        using var writer = new FrameWriter();
-        for (ulong id = 1; id <= Count; id++)
-        {
-            writer.BeginRequest(id, 1, 0, "GET", "/n");
-            await client.Socket.SendToAsync(writer.Complete(), SocketFlags.None, backend);
-        }
-
-        await receiving;
+        var answered = await SendRequestsAndCollectRepliesAsync(server, Count);
         Assert.All(answered, pair => Assert.Equal(pair.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), pair.Value));
         Assert.Equal(Count, server.Statistics.Executed);
         Assert.Equal(0, server.Statistics.ReplyFailures);
@@ -826,6 +783,37 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
         var ex = Assert.Throws<ArgumentException>(() => new DatagramBackendServer(new DatagramBackendOptions { SocketPath = "/tmp/x.sock", MaxConcurrency = 0 }, (_, _) => default));
 
         Assert.Contains(nameof(DatagramBackendOptions.MaxConcurrency), ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Sends GET requests with correlation IDs 1..<paramref name="count"/> from one client while another task collects
+    /// the replies; each must be a RESPONSE, at most one per ID. Returns each ID's body.
+    /// </summary>
+    private static async Task<ConcurrentDictionary<ulong, string>> SendRequestsAndCollectRepliesAsync(DatagramBackendServer server, int count)
+    {
+        using var client = new TestClient(server.SocketPath);
+        var backend = new UnixDomainSocketEndPoint(server.SocketPath);
+        var answered = new ConcurrentDictionary<ulong, string>();
+        var receiving = Task.Run(async () =>
+        {
+            while (answered.Count < count)
+            {
+                var reply = await client.ReceiveAsync();
+                Assert.Equal(MessageKind.Response, reply.Header.Kind);
+                Assert.True(answered.TryAdd(reply.Header.CorrelationId, reply.BodyText), $"Duplicate reply for {reply.Header.CorrelationId}.");
+            }
+        });
+
+        using var writer = new FrameWriter();
+        for (ulong id = 1; id <= (ulong)count; id++)
+        {
+            writer.BeginRequest(id, 1, 0, "GET", "/n");
+            // The backend's queue holds ~11 datagrams: SendToAsync waits for room.
+            await client.Socket.SendToAsync(writer.Complete(), SocketFlags.None, backend);
+        }
+
+        await receiving;
+        return answered;
     }
 
     private async Task<DatagramBackendServer> StartAsync(DatagramHandler handler, Action<DatagramBackendOptions>? configure = null, TimeProvider? time = null, LogCapture? logs = null)
