@@ -441,19 +441,10 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                 var truncated = false;
                 try
                 {
-                    // A receive shrinks Size to the sender's address length: reset it every time.
-                    sender.Size = UnixAddress.MaxSize;
-                    if (expectedUid is null)
-                    {
-                        received = ReceiveFrom(buffer, sender);
-                    }
-                    else
-                    {
-                        var result = ReceiveWithCredentials(buffer, sender);
-                        received = result.Length;
-                        senderUid = result.Uid;
-                        truncated = result.Truncated;
-                    }
+                    var result = Receive(buffer, sender);
+                    received = result.Length;
+                    senderUid = result.Uid;
+                    truncated = result.Truncated;
                 }
                 catch (Exception ex) when (ex is ObjectDisposedException or SocketException or OperationCanceledException && Volatile.Read(ref _disposed) != 0)
                 {
@@ -493,45 +484,18 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>Waits for the next datagram (poll, then a non-blocking receive); throws once disposed.</summary>
-    private int ReceiveFrom(byte[] buffer, SocketAddress sender)
+    /// <summary>
+    /// Takes the next datagram: a non-blocking <c>recvmsg</c> first (under load the queue is rarely empty, so one system
+    /// call per datagram and no exception), and a <c>poll</c> only when the queue is empty. Throws once disposed.
+    /// The sender's uid is -1 unless <c>SO_PASSCRED</c> is on (<see cref="DatagramClientOptions.ExpectedReplyUid"/>).
+    /// </summary>
+    private CredentialReceiveResult Receive(byte[] buffer, SocketAddress sender)
     {
         while (true)
         {
             if (Volatile.Read(ref _disposed) != 0)
             {
                 throw new OperationCanceledException();
-            }
-
-            if (!_socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead))
-            {
-                continue;
-            }
-
-            try
-            {
-                return _socket.ReceiveFrom(buffer, SocketFlags.None, sender);
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
-            {
-                // Readable but nothing to read (spurious wake-up): wait again.
-            }
-        }
-    }
-
-    /// <summary>Like <see cref="ReceiveFrom"/>, through <c>recvmsg</c> to learn the sender's uid.</summary>
-    private CredentialReceiveResult ReceiveWithCredentials(byte[] buffer, SocketAddress sender)
-    {
-        while (true)
-        {
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new OperationCanceledException();
-            }
-
-            if (!_socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead))
-            {
-                continue;
             }
 
             if (CredentialReceiver.TryReceive(_socket, buffer, sender.Buffer.Span, out var result))
@@ -539,6 +503,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                 sender.Size = Math.Min(result.AddressLength, UnixAddress.MaxSize);
                 return result;
             }
+
+            _socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead);
         }
     }
 

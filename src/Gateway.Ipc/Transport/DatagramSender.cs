@@ -60,6 +60,18 @@ public static class DatagramSender
 
         try
         {
+            // sendto(MSG_DONTWAIT) straight to libc: a full queue (EAGAIN) is the common case under load, and
+            // Socket.SendTo reports it by throwing, which costs more than the send itself.
+            switch (NativeDatagram.TrySendTo(socket.SafeHandle, datagram, destination.Buffer.Span[..destination.Size]))
+            {
+                case NativeSendResult.Sent:
+                    return true;
+                case NativeSendResult.WouldBlock:
+                    return false;
+            }
+
+            // A real error (absent destination, too large, ...): let the managed call report it as a SocketException
+            // with the runtime's errno mapping. It fails the same way (or, if the destination appeared meanwhile, sends).
             socket.SendTo(datagram, SocketFlags.None, destination);
             return true;
         }
