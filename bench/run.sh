@@ -111,11 +111,15 @@ NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
 GATEWAY_OK=0 GATEWAY_REASON=""
 if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
   log "starting EchoBackend and the gateway"
-  dotnet "$ECHO_DLL" --Backend:SocketPath="$DIR/echo.sock" --Logging:LogLevel:Default=Warning >"$DIR/echo.log" 2>&1 &
+  # The scale test holds SCALE_CONNECTIONS requests at once: the echo's MaxConcurrency (default 1,024) and the
+  # gateway's MaxInFlightPerInstance (default 1,024) are raised above it, as a deployment expecting that load would.
+  HOLD=$((SCALE_CONNECTIONS > 1024 ? SCALE_CONNECTIONS + 1024 : 2048))
+  dotnet "$ECHO_DLL" --Backend:SocketPath="$DIR/echo.sock" --Backend:MaxConcurrency="$HOLD" --Logging:LogLevel:Default=Warning >"$DIR/echo.log" 2>&1 &
   ECHO_PID=$!; PIDS+=("$ECHO_PID")
   dotnet "$GATEWAY_DLL" --Gateway:Listen:UnixSocket="$DIR/gw.sock" --Gateway:DemoBackend:Enabled=false \
     --Gateway:Backends:echo:Instances:0="$DIR/echo.sock" --Gateway:Routes:echo:Path='/echo/{**rest}' \
-    --Gateway:Routes:echo:Backend=echo --Logging:LogLevel:Default=Warning >"$DIR/gateway.log" 2>&1 &
+    --Gateway:Routes:echo:Backend=echo --Gateway:Backends:echo:MaxInFlightPerInstance="$HOLD" \
+    --Logging:LogLevel:Default=Warning >"$DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!; PIDS+=("$GATEWAY_PID")
   if wait_http "$DIR/gw.sock" /echo/ready 20 && alive "$ECHO_PID"; then
     GATEWAY_OK=1

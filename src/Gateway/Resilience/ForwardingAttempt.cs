@@ -185,7 +185,7 @@ internal sealed class ForwardingAttempt
         try
         {
             LastMayBeRunning = true;
-            var reply = await resilience.Breaker.ExecuteAsync(
+            var reply = await resilience.GetBreaker<TReply>().ExecuteAsync(
                 static (s, token) => s.send(s.state, token),
                 (send, state),
                 cancellationToken).ConfigureAwait(false);

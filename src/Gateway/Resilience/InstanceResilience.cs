@@ -37,6 +37,10 @@ internal sealed class InstanceResilience : IDisposable
     private readonly TimeProvider _timeProvider;
     private readonly SemaphoreSlim _slots;
     private readonly LatencyWindow _latencies = new(256);
+    private readonly Lock _breakerLock = new();
+    private readonly string _socketPath;
+    private readonly ILogger _logger;
+    private object? _breaker;
     private int _consecutiveFailures;
     private int _ejected;
     private long _timeouts;
@@ -50,38 +54,76 @@ internal sealed class InstanceResilience : IDisposable
         _timeProvider = timeProvider;
         logger ??= Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _slots = new SemaphoreSlim(settings.MaxInFlight, settings.MaxInFlight);
-        var builder = new ResiliencePipelineBuilder { TimeProvider = timeProvider };
-        builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
-        {
-            FailureRatio = settings.FailureRatio,
-            MinimumThroughput = settings.MinimumThroughput,
-            SamplingDuration = settings.SamplingDuration,
-            BreakDuration = settings.BreakDuration,
-            StateProvider = Circuit,
-            ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception) || IsServerErrorReply(args.Outcome.Result)),
-            OnOpened = args =>
-            {
-                ResilienceLog.CircuitOpened(logger, socketPath, args.BreakDuration);
-                return default;
-            },
-            OnHalfOpened = _ =>
-            {
-                ResilienceLog.CircuitHalfOpened(logger, socketPath);
-                return default;
-            },
-            OnClosed = _ =>
-            {
-                ResilienceLog.CircuitClosed(logger, socketPath);
-                return default;
-            },
-        });
-        Breaker = builder.Build();
+        _socketPath = socketPath;
+        _logger = logger;
     }
 
     public InstanceResilienceSettings Settings { get; }
 
-    /// <summary>The instance's circuit breaker (Polly); wraps each attempt sent to the instance.</summary>
-    public ResiliencePipeline Breaker { get; }
+    /// <summary>
+    /// The instance's circuit breaker (Polly), typed by the replies the instance gives (<see cref="DatagramReply"/> for an
+    /// envelope backend, the raw reply for a raw one); wraps each attempt sent to the instance. Typed, so that Polly
+    /// runs it without bridging every call through <see cref="object"/> (three fewer state machines per held request).
+    /// Built on first use; an instance only ever answers one kind of reply.
+    /// </summary>
+    /// <typeparam name="TReply">The reply type.</typeparam>
+    /// <returns>The breaker.</returns>
+    public ResiliencePipeline<TReply> GetBreaker<TReply>()
+    {
+        if (Volatile.Read(ref _breaker) is ResiliencePipeline<TReply> breaker)
+        {
+            return breaker;
+        }
+
+        lock (_breakerLock)
+        {
+            if (_breaker is ResiliencePipeline<TReply> built)
+            {
+                return built;
+            }
+
+            if (_breaker is not null)
+            {
+                throw new InvalidOperationException($"Instance {_socketPath} already has a circuit breaker for another reply type.");
+            }
+
+            built = BuildBreaker<TReply>();
+            Volatile.Write(ref _breaker, built);
+            return built;
+        }
+    }
+
+    private ResiliencePipeline<TReply> BuildBreaker<TReply>()
+    {
+        var logger = _logger;
+        var socketPath = _socketPath;
+        return new ResiliencePipelineBuilder<TReply> { TimeProvider = _timeProvider }
+            .AddCircuitBreaker(new CircuitBreakerStrategyOptions<TReply>
+            {
+                FailureRatio = Settings.FailureRatio,
+                MinimumThroughput = Settings.MinimumThroughput,
+                SamplingDuration = Settings.SamplingDuration,
+                BreakDuration = Settings.BreakDuration,
+                StateProvider = Circuit,
+                ShouldHandle = args => ValueTask.FromResult(IsInstanceFailure(args.Outcome.Exception) || IsServerErrorReply(args.Outcome.Result)),
+                OnOpened = args =>
+                {
+                    ResilienceLog.CircuitOpened(logger, socketPath, args.BreakDuration);
+                    return default;
+                },
+                OnHalfOpened = _ =>
+                {
+                    ResilienceLog.CircuitHalfOpened(logger, socketPath);
+                    return default;
+                },
+                OnClosed = _ =>
+                {
+                    ResilienceLog.CircuitClosed(logger, socketPath);
+                    return default;
+                },
+            })
+            .Build();
+    }
 
     public CircuitBreakerStateProvider Circuit { get; } = new();
 
