@@ -347,6 +347,11 @@ internal sealed class DatagramSendQueue : IDisposable
             }
 
             using var deadline = remaining == Timeout.InfiniteTimeSpan ? null : new CancellationTokenSource(remaining, _timeProvider);
+            if (deadline is not null)
+            {
+                RearmIfClockMoved(deadline, remaining);
+            }
+
             try
             {
                 await _socket.SendToAsync(datagram, SocketFlags.None, _destination, deadline?.Token ?? CancellationToken.None).ConfigureAwait(false);
@@ -416,6 +421,27 @@ internal sealed class DatagramSendQueue : IDisposable
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// The deadline timer is armed relative to the clock when it is created; if the clock moved between reading the time
+    /// left and arming it (a fake clock advanced by a test on another thread, or this thread paused), the timer would fire
+    /// late by that much. Re-arm from the deadline until the clock stands still across the arming (at most 3 times;
+    /// moves under a millisecond are ignored, which on the real clock is every case).
+    /// </summary>
+    private void RearmIfClockMoved(CancellationTokenSource deadline, TimeSpan armedWith)
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            var remaining = RemainingUntilOverloaded();
+            if (armedWith - remaining < TimeSpan.FromMilliseconds(1))
+            {
+                return;
+            }
+
+            deadline.CancelAfter(remaining);
+            armedWith = remaining;
+        }
     }
 
     /// <summary>The time left before the queue counts as overloaded (zero or less: none; infinite: no limit).</summary>
