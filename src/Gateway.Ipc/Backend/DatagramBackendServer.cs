@@ -302,25 +302,17 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         }
     }
 
-    /// <summary>How long one poll() waits before the receive loop checks for a stop.</summary>
-    private const int ReceivePollMicroseconds = 50_000;
-
-    /// <summary>
-    /// Takes the next datagram: a non-blocking <c>recvmsg</c> first (under load the queue is rarely empty: one system call
-    /// per datagram, no exception), a <c>poll</c> only when the queue is empty. Throws when stopped.
-    /// </summary>
+    /// <summary>Takes the next datagram (<see cref="CredentialReceiver.ReceiveOrWait"/>); throws when stopped.</summary>
     internal static int ReceiveFrom(Socket socket, byte[] buffer, SocketAddress address, CancellationToken token)
     {
         while (true)
         {
             token.ThrowIfCancellationRequested();
-            if (CredentialReceiver.TryReceive(socket, buffer, address.Buffer.Span, out var result))
+            if (CredentialReceiver.ReceiveOrWait(socket, buffer, address.Buffer.Span, out var result))
             {
                 address.Size = Math.Min(result.AddressLength, address.Buffer.Length);
                 return result.Truncated ? buffer.Length : result.Length;
             }
-
-            socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead);
         }
     }
 

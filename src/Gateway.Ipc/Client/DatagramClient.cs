@@ -45,9 +45,6 @@ namespace Gateway.Ipc.Client;
 /// </remarks>
 public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 {
-    /// <summary>How long one poll() of the receive loop waits before it checks for dispose.</summary>
-    private const int ReceivePollMicroseconds = 50_000;
-
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     private readonly DatagramClientOptions _options;
@@ -485,8 +482,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Takes the next datagram: a non-blocking <c>recvmsg</c> first (under load the queue is rarely empty, so one system
-    /// call per datagram and no exception), and a <c>poll</c> only when the queue is empty. Throws once disposed.
+    /// Takes the next datagram (<see cref="CredentialReceiver.ReceiveOrWait"/>); throws once disposed.
     /// The sender's uid is -1 unless <c>SO_PASSCRED</c> is on (<see cref="DatagramClientOptions.ExpectedReplyUid"/>).
     /// </summary>
     private CredentialReceiveResult Receive(byte[] buffer, SocketAddress sender)
@@ -498,13 +494,11 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                 throw new OperationCanceledException();
             }
 
-            if (CredentialReceiver.TryReceive(_socket, buffer, sender.Buffer.Span, out var result))
+            if (CredentialReceiver.ReceiveOrWait(_socket, buffer, sender.Buffer.Span, out var result))
             {
                 sender.Size = Math.Min(result.AddressLength, UnixAddress.MaxSize);
                 return result;
             }
-
-            _socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead);
         }
     }
 

@@ -25,6 +25,9 @@ internal static partial class CredentialReceiver
     private const int EIntr = 4;
     private const int EAgain = 11;
 
+    /// <summary>How long one poll() of <see cref="ReceiveOrWait"/> waits before its caller checks for a stop.</summary>
+    public const int ReceivePollMicroseconds = 50_000;
+
     /// <summary>Room for one <c>SCM_CREDENTIALS</c> message and a few stray descriptors.</summary>
     private const int ControlSize = 128;
 
@@ -122,6 +125,29 @@ internal static partial class CredentialReceiver
                 (message.Flags & MsgCtrunc) != 0);
             return true;
         }
+    }
+
+    /// <summary>
+    /// One step of a receive loop that owns its socket: a non-blocking <see cref="TryReceive"/> first (under load the
+    /// queue is rarely empty, so one system call per datagram and no exception), and only when the queue is empty a
+    /// <c>poll</c> of at most <see cref="ReceivePollMicroseconds"/>, after which the caller checks for a stop and calls again.
+    /// </summary>
+    /// <param name="socket">The socket.</param>
+    /// <param name="buffer">Receives the datagram.</param>
+    /// <param name="address">Receives the sender's <c>sockaddr_un</c>.</param>
+    /// <param name="result">What was received.</param>
+    /// <returns><see langword="true"/> with a datagram; <see langword="false"/> after waiting (call again).</returns>
+    /// <exception cref="ObjectDisposedException">The socket was disposed.</exception>
+    /// <exception cref="SocketException">recvmsg failed.</exception>
+    public static bool ReceiveOrWait(Socket socket, Span<byte> buffer, Span<byte> address, out CredentialReceiveResult result)
+    {
+        if (TryReceive(socket, buffer, address, out result))
+        {
+            return true;
+        }
+
+        socket.Poll(ReceivePollMicroseconds, SelectMode.SelectRead);
+        return false;
     }
 
     private static int Align(int length) => (length + IntPtr.Size - 1) & ~(IntPtr.Size - 1);

@@ -179,7 +179,7 @@ internal sealed class ForwardingHandler
     private async Task ForwardRawAsync(HttpContext context, GatewayRoute route)
     {
         var backend = route.Backend;
-        using var body = new FrameWriter();
+        using var body = new FrameWriter(InitialFrameSize(context.Request, route));
         if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
         {
             var length = await ReadBodyAsync(context.Request.BodyReader, body, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
@@ -262,6 +262,7 @@ internal sealed class ForwardingHandler
     /// The frame buffer to rent for a request: its head (method, target, headers) plus its declared body, so that a
     /// request is encoded without growing the buffer and a held request keeps no more than it needs (10,000 held GETs
     /// would otherwise pin 10,000 4 KiB buffers). A body without Content-Length grows the buffer as it is read.
+    /// Also sizes a raw request's body buffer (the head estimate is then spare room).
     /// </summary>
     private static int InitialFrameSize(HttpRequest request, GatewayRoute route)
     {
