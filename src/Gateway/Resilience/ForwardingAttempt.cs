@@ -84,17 +84,29 @@ internal sealed class ForwardingAttempt
     /// <summary>One attempt of a raw request (the pipeline's callback): the body is the datagram.</summary>
     public static ValueTask<RawReply> RunRawAsync(ResilienceContext context, ForwardingAttempt state) => state.RunRawAsync(context.CancellationToken);
 
-    private async ValueTask<DatagramReply> RunEnvelopeAsync(CancellationToken cancellationToken)
+    /// <summary>Not async itself (one state machine less per attempt): a failure to start is returned as a faulted task.</summary>
+    private ValueTask<DatagramReply> RunEnvelopeAsync(CancellationToken cancellationToken)
     {
-        var (instance, attempt, remaining) = Begin();
-        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
+        BackendInstance instance;
+        DatagramClient client;
+        int attempt;
+        TimeSpan remaining;
+        try
+        {
+            (instance, attempt, remaining) = Begin();
+            client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException<DatagramReply>(ex);
+        }
 
         // The same correlation ID, the next attempt number, the budget that is left.
         var frame = MemoryMarshal.AsMemory(_frame).Span;
         FrameHeader.PatchAttempt(frame, (ushort)Math.Min(attempt, ushort.MaxValue));
         FrameHeader.PatchBudget(frame, BudgetMs(remaining));
 
-        return await ExecuteOnInstanceAsync(
+        return ExecuteOnInstanceAsync(
             instance,
             static async (state, _) =>
             {
@@ -111,18 +123,30 @@ internal sealed class ForwardingAttempt
                 return reply;
             },
             (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
-            cancellationToken).ConfigureAwait(false);
+            cancellationToken);
     }
 
-    private async ValueTask<RawReply> RunRawAsync(CancellationToken cancellationToken)
+    private ValueTask<RawReply> RunRawAsync(CancellationToken cancellationToken)
     {
-        var (instance, attempt, remaining) = Begin();
-        var client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
-        return await ExecuteOnInstanceAsync(
+        BackendInstance instance;
+        RawDatagramClient client;
+        int attempt;
+        TimeSpan remaining;
+        try
+        {
+            (instance, attempt, remaining) = Begin();
+            client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException<RawReply>(ex);
+        }
+
+        return ExecuteOnInstanceAsync(
             instance,
             static (state, _) => new ValueTask<RawReply>(state.client.ExchangeAsync(state.body, state.attemptTimeout, state.callerAborted)),
             (client, body: _frame, attemptTimeout: AttemptTimeout(attempt, remaining), callerAborted: CallerAborted),
-            cancellationToken).ConfigureAwait(false);
+            cancellationToken);
     }
 
     /// <summary>Starts an attempt: chooses its instance and checks the budget that is left.</summary>

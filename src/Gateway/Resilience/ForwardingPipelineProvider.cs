@@ -39,12 +39,13 @@ internal sealed class ForwardingPipelineProvider(
     public int LivePipelines => Volatile.Read(ref _live);
 
     /// <summary>
-    /// The route's pipeline (built from the current table). Not generic in the reply: envelope attempts return a
-    /// <see cref="DatagramReply"/>, raw ones a <see cref="Gateway.Ipc.Raw.RawReply"/>, through the same strategies
-    /// (retries are decided on exceptions only).
+    /// The route's pipeline (built from the current table), typed in the reply: <see cref="DatagramReply"/> for envelope
+    /// backends, <see cref="Gateway.Ipc.Raw.RawReply"/> for raw ones (the registry keeps one per route name and reply
+    /// type). Typed, an execution needs no bridging between <see cref="object"/> outcomes and the reply (two fewer
+    /// async state machines per request, see bench/README.md); retries are decided on exceptions only.
     /// </summary>
-    public ResiliencePipeline GetPipeline(GatewayRoute route) =>
-        registry.GetOrAddPipeline("route:" + route.Name, (builder, context) =>
+    public ResiliencePipeline<TReply> GetPipeline<TReply>(GatewayRoute route) =>
+        registry.GetOrAddPipeline<TReply>(route.PipelineKey, (builder, context) =>
         {
             // The token first, then the table (see ChangeCancellationToken): a reload never goes unnoticed.
             context.AddReloadToken(routes.ChangeCancellationToken);
@@ -58,7 +59,7 @@ internal sealed class ForwardingPipelineProvider(
             }
         });
 
-    private void Configure(ResiliencePipelineBuilder builder, GatewayRoute route)
+    private void Configure<TReply>(ResiliencePipelineBuilder<TReply> builder, GatewayRoute route)
     {
         if (route.Timeout > TimeSpan.Zero && route.Timeout <= MaxTimeout)
         {
@@ -68,7 +69,7 @@ internal sealed class ForwardingPipelineProvider(
         var retry = route.Backend.Retry;
         if (retry.MaxAttempts > 1)
         {
-            builder.AddRetry(new RetryStrategyOptions
+            builder.AddRetry(new RetryStrategyOptions<TReply>
             {
                 MaxRetryAttempts = retry.MaxAttempts - 1,
                 BackoffType = DelayBackoffType.Exponential,

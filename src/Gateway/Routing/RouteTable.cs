@@ -39,7 +39,18 @@ internal sealed class RouteTable
 /// <summary>A route of the current table, carried as endpoint metadata.</summary>
 internal sealed class GatewayRoute
 {
-    public required string Name { get; init; }
+    public required string Name
+    {
+        get;
+        init
+        {
+            field = value;
+            PipelineKey = "route:" + value;
+        }
+    }
+
+    /// <summary>The key of the route's resilience pipelines in the registry (built once, not per request).</summary>
+    public string PipelineKey { get; private init; } = "";
 
     public required string PathTemplate { get; init; }
 
