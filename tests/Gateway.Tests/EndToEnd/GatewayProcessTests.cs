@@ -40,7 +40,7 @@ public class GatewayProcessTests(ITestOutputHelper output)
         await gateway.SignalAsyncNoWait(SigTerm);
 
         // Shutdown has begun once the listener is gone: a new connection is refused (bounded poll, not a timing assertion).
-        await WaitUntilAsync(() => !CanConnect(socket));
+        await Eventually.UntilAsync(() => !CanConnect(socket), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(10));
         Assert.DoesNotContain(requests, r => r.IsCompleted);
 
         release.SetResult();
@@ -104,7 +104,7 @@ public class GatewayProcessTests(ITestOutputHelper output)
         await gateway.SignalAsyncNoWait(SigTerm);
 
         // New connections are refused once shutdown has begun (bounded readiness poll, not a timing assertion).
-        await WaitUntilAsync(() => !CanConnect(socket));
+        await Eventually.UntilAsync(() => !CanConnect(socket), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(10));
         Assert.False(inFlight.IsCompleted);
 
         release.SetResult();
@@ -269,15 +269,5 @@ public class GatewayProcessTests(ITestOutputHelper output)
         }
 
         return total;
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        for (var i = 0; i < 1000 && !condition(); i++)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.True(condition());
     }
 }

@@ -161,7 +161,7 @@ public class FaultInjectionTests
         var stuckPath = dir.Socket("stuck.sock");
         using var stuck = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         stuck.Bind(new UnixDomainSocketEndPoint(stuckPath));
-        FillReceiveQueue(stuckPath);
+        Eventually.FillReceiveQueue(stuckPath);
         await using var healthy = await TestBackend.StartAsync(dir.Socket("ok.sock"), (_, _) => ValueTask.FromResult(BackendResponse.Text("ok")));
         var settings = new Dictionary<string, string?>
         {
@@ -181,7 +181,7 @@ public class FaultInjectionTests
         var stuckClient = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["stuck"].Instances[0].Client!;
 
         var stuckRequests = Enumerable.Range(0, 30).Select(i => client.GetAsync($"/stuck/{i}")).ToList();
-        await WaitUntilAsync(() => stuckClient.Statistics.QueuedSends >= 30); // all of them wait in its send queue
+        await Eventually.UntilAsync(() => stuckClient.Statistics.QueuedSends >= 30, HangGuard, TimeSpan.FromMilliseconds(5)); // all of them wait in its send queue
 
         var okResponses = await Task.WhenAll(Enumerable.Range(0, 100).Select(i => client.GetAsync($"/ok/{i}"))).WaitAsync(HangGuard);
 
@@ -195,36 +195,6 @@ public class FaultInjectionTests
     }
 
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
-
-    /// <summary>Sends small datagrams to <paramref name="path"/> until its receive queue refuses more.</summary>
-    private static void FillReceiveQueue(string path)
-    {
-        using var filler = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified) { Blocking = false };
-        var target = new UnixDomainSocketEndPoint(path);
-        for (var i = 0; i < 1000; i++)
-        {
-            try
-            {
-                filler.SendTo([0], target);
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
-            {
-                return;
-            }
-        }
-
-        Assert.Fail("The receive queue never filled up.");
-    }
-
-    /// <summary>Waits (bounded) for a counter the gateway updates on its own threads; the fake clock does not move meanwhile.</summary>
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var guard = new CancellationTokenSource(HangGuard);
-        while (!condition())
-        {
-            await Task.Delay(5, guard.Token);
-        }
-    }
 
     [Fact]
     public async Task SlowInstance_AttemptTimesOut_TheRetrySucceedsOnTheOtherInstance()

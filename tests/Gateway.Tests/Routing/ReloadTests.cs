@@ -147,7 +147,7 @@ public class ReloadTests
         }
 
         // One pipeline per route, plus the replaced one the held request still runs on.
-        await WaitUntilAsync(() => pipelines.LivePipelines == 3);
+        await Eventually.UntilAsync(() => pipelines.LivePipelines == 3, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(10));
         Assert.False(held.IsCompleted);
         release.SetResult();
         using (var done = await held.WaitAsync(TimeSpan.FromSeconds(30)))
@@ -155,7 +155,7 @@ public class ReloadTests
             Assert.Equal(HttpStatusCode.OK, done.StatusCode);
         }
 
-        await WaitUntilAsync(() => pipelines.LivePipelines == 2);
+        await Eventually.UntilAsync(() => pipelines.LivePipelines == 2, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(10));
 
         // A reload's settings apply to the route's (reloaded) pipeline.
         configuration["Gateway:Backends:gone:Retry:MaxAttempts"] = "3";
@@ -166,16 +166,6 @@ public class ReloadTests
         }
 
         Assert.Equal(2, gone.Retries);
-        await WaitUntilAsync(() => pipelines.LivePipelines == 2);
-    }
-
-    /// <summary>Waits (bounded) for a condition that Polly's disposal of replaced pipelines makes true on its own schedule.</summary>
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (!condition())
-        {
-            await Task.Delay(10, guard.Token);
-        }
+        await Eventually.UntilAsync(() => pipelines.LivePipelines == 2, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(10));
     }
 }

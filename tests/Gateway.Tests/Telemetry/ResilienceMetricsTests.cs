@@ -180,11 +180,11 @@ public class ResilienceMetricsTests
         var statistics = factory.Services.GetRequiredService<RouteTableProvider>().Instances.Single(i => i.SocketPath == path).Client!.Statistics;
 
         // The start-up health probe's PING went out at once (the queue was empty); then the test fills the queue.
-        await WaitUntilAsync(() => statistics.RequestsSent == 1);
-        FillReceiveQueue(path);
+        await Eventually.UntilAsync(() => statistics.RequestsSent == 1, HangGuard, TimeSpan.FromMilliseconds(5));
+        Eventually.FillReceiveQueue(path);
 
         var pending = client.GetAsync("/api/queued");
-        await WaitUntilAsync(() => statistics.QueuedSends == 1);
+        await Eventually.UntilAsync(() => statistics.QueuedSends == 1, HangGuard, TimeSpan.FromMilliseconds(5));
         time.Advance(TimeSpan.FromMilliseconds(250));
 
         // The backend reads again: the queued REQUEST goes out; answer it.
@@ -248,26 +248,6 @@ public class ResilienceMetricsTests
         Assert.Equal(0, SumOrZero(m, "gateway.ipc.client.timeouts", server));
     }
 
-    /// <summary>Sends small datagrams to <paramref name="path"/> until its receive queue refuses more.</summary>
-    private static void FillReceiveQueue(string path)
-    {
-        using var filler = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified) { Blocking = false };
-        var target = new UnixDomainSocketEndPoint(path);
-        for (var i = 0; i < 1000; i++)
-        {
-            try
-            {
-                filler.SendTo([0], target);
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
-            {
-                return;
-            }
-        }
-
-        Assert.Fail("The receive queue never filled up.");
-    }
-
     /// <summary>Reads (skipping the filler and the PING) until a REQUEST arrives; returns its header and sender.</summary>
     private static async Task<(FrameHeader Header, SocketAddress Sender)> ReceiveRequestAsync(Socket socket)
     {
@@ -283,19 +263,6 @@ public class ResilienceMetricsTests
                 sender.Buffer.Span[..sender.Size].CopyTo(exact.Buffer.Span);
                 return (header, exact);
             }
-        }
-    }
-
-    /// <summary>
-    /// Waits for a counter the gateway updates on its own threads (bounded; a condition, not a duration: the fake clock
-    /// does not move meanwhile).
-    /// </summary>
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var guard = new CancellationTokenSource(HangGuard);
-        while (!condition())
-        {
-            await Task.Delay(5, guard.Token);
         }
     }
 }
