@@ -84,22 +84,14 @@ internal sealed class ForwardingAttempt
     /// <summary>One attempt of a raw request (the pipeline's callback): the body is the datagram.</summary>
     public static ValueTask<RawReply> RunRawAsync(ResilienceContext context, ForwardingAttempt state) => state.RunRawAsync(context.CancellationToken);
 
-    /// <summary>Not async itself (one state machine less per attempt): a failure to start is returned as a faulted task.</summary>
+    /// <summary>
+    /// Not async itself (one state machine less per attempt). A failure to start (<see cref="Begin"/>) may throw
+    /// synchronously: Polly's <c>ExecuteAsync</c> turns a callback's exception into the attempt's outcome either way.
+    /// </summary>
     private ValueTask<DatagramReply> RunEnvelopeAsync(CancellationToken cancellationToken)
     {
-        BackendInstance instance;
-        DatagramClient client;
-        int attempt;
-        TimeSpan remaining;
-        try
-        {
-            (instance, attempt, remaining) = Begin();
-            client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
-        }
-        catch (Exception ex)
-        {
-            return ValueTask.FromException<DatagramReply>(ex);
-        }
+        var (instance, attempt, remaining) = Begin();
+        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
 
         // The same correlation ID, the next attempt number, the budget that is left.
         var frame = MemoryMarshal.AsMemory(_frame).Span;
@@ -126,22 +118,11 @@ internal sealed class ForwardingAttempt
             cancellationToken);
     }
 
+    /// <summary>Like <see cref="RunEnvelopeAsync"/>: not async itself, a failure to start may throw synchronously.</summary>
     private ValueTask<RawReply> RunRawAsync(CancellationToken cancellationToken)
     {
-        BackendInstance instance;
-        RawDatagramClient client;
-        int attempt;
-        TimeSpan remaining;
-        try
-        {
-            (instance, attempt, remaining) = Begin();
-            client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
-        }
-        catch (Exception ex)
-        {
-            return ValueTask.FromException<RawReply>(ex);
-        }
-
+        var (instance, attempt, remaining) = Begin();
+        var client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
         return ExecuteOnInstanceAsync(
             instance,
             static (state, _) => new ValueTask<RawReply>(state.client.ExchangeAsync(state.body, state.attemptTimeout, state.callerAborted)),
