@@ -270,10 +270,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         _sendQueue.Dispose();
         foreach (var entry in _pending)
         {
+            // Failing it removes it from the table.
             entry.Value.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
-
-            // Its SendAsync removes it too, but only once a queued send has let go of the frame: PendingCount is 0 now.
-            _pending.TryRemove(entry);
         }
 
         if (_replyPath is not null)
@@ -324,37 +322,48 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         }
     }
 
-    private async Task<DatagramReply> SendCoreAsync(ReadOnlyMemory<byte> frame, ulong correlationId, bool isPing, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Not async when the datagram goes out at once (the common case): the pending entry's own task is returned, and
+    /// the entry removes itself from the pending table and stops its timer when it completes, before its task does.
+    /// A held request keeps one state machine less (bench/README.md). A queued send is awaited first, because the
+    /// queue may still read the frame until the request is withdrawn from it.
+    /// </summary>
+    private Task<DatagramReply> SendCoreAsync(ReadOnlyMemory<byte> frame, ulong correlationId, bool isPing, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var entry = new PendingRequest(this, correlationId, isPing);
         if (!_pending.TryAdd(correlationId, entry))
         {
-            throw new InvalidOperationException($"A request with correlation ID {correlationId} is already pending.");
+            return Task.FromException<DatagramReply>(new InvalidOperationException($"A request with correlation ID {correlationId} is already pending."));
         }
 
-        try
+        if (Volatile.Read(ref _disposed) != 0)
         {
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                // Dispose ran before the entry was added and did not see it.
-                entry.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
-            }
-            else
-            {
-                entry.Start(timeout, cancellationToken);
-                if (!entry.Task.IsCompleted)
-                {
-                    await SendFrameAsync(frame, entry).ConfigureAwait(false);
-                }
-            }
+            // Dispose ran before the entry was added and did not see it.
+            entry.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
+            return entry.Task;
+        }
 
-            return await entry.Task.ConfigureAwait(false);
-        }
-        finally
+        entry.Start(timeout, cancellationToken);
+        if (!entry.Task.IsCompleted)
         {
-            entry.Release();
-            _pending.TryRemove(new KeyValuePair<ulong, PendingRequest>(correlationId, entry));
+            var send = SendFrameAsync(frame, entry);
+            if (!send.IsCompletedSuccessfully)
+            {
+                return AwaitSendThenReplyAsync(send, entry);
+            }
         }
+
+        return entry.Task;
+    }
+
+    private static async Task<DatagramReply> AwaitSendThenReplyAsync(ValueTask send, PendingRequest entry)
+    {
+        await send.ConfigureAwait(false);
+
+        // The parameter lives in the state machine: let go of the finished send (its state machine and CTS) while the
+        // reply is awaited, which is most of a held request's life.
+        send = default;
+        return await entry.Task.ConfigureAwait(false);
     }
 
     private ValueTask SendFrameAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
@@ -640,7 +649,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             reply = message is null ? DatagramReply.Copy(header, payload) : DatagramReply.FromReassembled(message);
         }
 
-        if (entry.TrySetResult(reply))
+        if (entry.Complete(reply))
         {
             Interlocked.Increment(ref Statistics._repliesReceived);
         }
@@ -674,7 +683,11 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         return level;
     }
 
-    /// <summary>A pending request: completed exactly once, by its reply, its timeout, its caller's token, a send failure or dispose.</summary>
+    /// <summary>
+    /// A pending request: completed exactly once, by its reply, its timeout, its caller's token, a send failure or
+    /// dispose. The one that completes it first removes it from the pending table and stops its timer and token
+    /// registration, then completes its task: whoever awaits the task sees the table without it.
+    /// </summary>
     private sealed class PendingRequest : TaskCompletionSource<DatagramReply>
     {
         private static readonly TimerCallback s_onTimeout = static state => ((PendingRequest)state!).OnTimeout();
@@ -684,6 +697,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         private ITimer? _timer;
         private CancellationTokenRegistration _registration;
         private CancellationTokenSource? _sendCancellation;
+        private int _completing;
 
         public PendingRequest(DatagramClient owner, ulong correlationId, bool isPing)
             : base(TaskCreationOptions.RunContinuationsAsynchronously)
@@ -699,25 +713,45 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 
         public void Start(TimeSpan timeout, CancellationToken cancellationToken)
         {
-            if (timeout != Timeout.InfiniteTimeSpan)
-            {
-                _timer = _owner._timeProvider.CreateTimer(s_onTimeout, this, timeout, Timeout.InfiniteTimeSpan);
-            }
-
             if (cancellationToken.CanBeCanceled)
             {
                 _registration = cancellationToken.UnsafeRegister(s_onCanceled, this);
             }
+
+            if (timeout != Timeout.InfiniteTimeSpan)
+            {
+                Volatile.Write(ref _timer, _owner._timeProvider.CreateTimer(s_onTimeout, this, timeout, Timeout.InfiniteTimeSpan));
+            }
+
+            // A full fence (the stores above, then this load): either the completer saw the timer, or this sees the completion.
+            if (Interlocked.CompareExchange(ref _completing, 0, 0) != 0)
+            {
+                // Completed (dispose) while starting: what was just created must not outlive it.
+                Release();
+            }
+        }
+
+        /// <summary>Completes the request with its reply; returns whether this call completed it.</summary>
+        public bool Complete(DatagramReply reply)
+        {
+            if (!BeginCompletion())
+            {
+                return false;
+            }
+
+            TrySetResult(reply);
+            return true;
         }
 
         /// <summary>Completes the request with an exception; returns whether this call completed it.</summary>
         public bool Fail(Exception exception)
         {
-            if (!TrySetException(exception))
+            if (!BeginCompletion())
             {
                 return false;
             }
 
+            TrySetException(exception);
             CancelSend();
             return true;
         }
@@ -726,7 +760,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         public bool SetSendCancellation(CancellationTokenSource cancellation)
         {
             Volatile.Write(ref _sendCancellation, cancellation);
-            if (Task.IsCompleted)
+            if (Volatile.Read(ref _completing) != 0)
             {
                 ClearSendCancellation();
                 return false;
@@ -738,11 +772,24 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         /// <summary>Withdraws the CTS published by <see cref="SetSendCancellation"/> before it is disposed.</summary>
         public void ClearSendCancellation() => Volatile.Write(ref _sendCancellation, null);
 
-        /// <summary>Stops the timer and the caller-token registration.</summary>
-        public void Release()
+        /// <summary>Claims the completion; the winner leaves the pending table and stops its timer and registration.</summary>
+        private bool BeginCompletion()
         {
-            _timer?.Dispose();
-            _registration.Dispose();
+            if (Interlocked.Exchange(ref _completing, 1) != 0)
+            {
+                return false;
+            }
+
+            _owner._pending.TryRemove(new KeyValuePair<ulong, PendingRequest>(CorrelationId, this));
+            Release();
+            return true;
+        }
+
+        /// <summary>Stops the timer and the caller-token registration (never waits for a running callback: both are idempotent).</summary>
+        private void Release()
+        {
+            Volatile.Read(ref _timer)?.Dispose();
+            _registration.Unregister();
         }
 
         private void CancelSend()
@@ -774,8 +821,9 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 
         private void OnCanceled(CancellationToken token)
         {
-            if (TrySetCanceled(token))
+            if (BeginCompletion())
             {
+                TrySetCanceled(token);
                 CancelSend();
             }
         }

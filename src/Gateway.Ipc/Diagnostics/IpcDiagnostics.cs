@@ -160,38 +160,111 @@ public static class IpcDiagnostics
     public static async Task<DatagramReply> SendTracedAsync(this DatagramClient client, Memory<byte> frame, TimeSpan timeout, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(client);
+        var attempt = BeginClientAttempt(client, frame.Span, timeProvider);
+        try
+        {
+            var reply = await client.SendAsync(frame, timeout, cancellationToken).ConfigureAwait(false);
+            attempt.Complete(reply);
+            return reply;
+        }
+        catch (Exception ex)
+        {
+            attempt.Complete(ex);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Starts tracing one attempt of an encoded REQUEST, for a caller that sends it itself with
+    /// <see cref="DatagramClient.SendAsync"/> (what <see cref="SendTracedAsync(DatagramClient, Memory{byte}, TimeSpan, TimeProvider?, CancellationToken)"/>
+    /// does, without an async method of its own around the send): starts the client span (attempt and correlation ID read
+    /// from the frame), writes the span's context into the frame's traceparent, counts a retry. End it with one
+    /// <see cref="ClientAttempt.Complete(DatagramReply)"/> or <see cref="ClientAttempt.Complete(Exception)"/>.
+    /// </summary>
+    /// <param name="client">The client that will send the frame.</param>
+    /// <param name="frame">The encoded REQUEST; its traceparent (if any) is overwritten with the attempt span's. A frame
+    /// shorter than a header is not traced (the client reports it as invalid).</param>
+    /// <param name="timeProvider">The clock for the duration metric (default <see cref="TimeProvider.System"/>).</param>
+    /// <returns>The attempt, to complete once.</returns>
+    public static ClientAttempt BeginClientAttempt(DatagramClient client, Span<byte> frame, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(client);
         if (frame.Length < ProtocolConstants.HeaderSize)
         {
-            // Let the client report the invalid frame.
-            return await client.SendAsync(frame, timeout, cancellationToken).ConfigureAwait(false);
+            return default;
         }
 
-        var correlationId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame.Span[8..]);
-        var attempt = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(frame.Span[6..]);
+        var correlationId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame[8..]);
+        var attempt = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(frame[6..]);
         var clock = timeProvider ?? TimeProvider.System;
         var start = clock.GetTimestamp();
-        using var activity = StartClientAttempt(client.BackendPath, correlationId, attempt);
-        InjectTraceContext(frame.Span, activity);
+        var activity = StartClientAttempt(client.BackendPath, correlationId, attempt);
+        InjectTraceContext(frame, activity);
         if (attempt > 1)
         {
             Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, client.BackendPath));
         }
 
-        try
+        return new ClientAttempt(activity, client.BackendPath, clock, start);
+    }
+
+    /// <summary>
+    /// One traced attempt (<see cref="BeginClientAttempt"/>): its client span and the attempt metrics. Complete it once;
+    /// completing records the outcome on the span and in the metrics and stops the span.
+    /// </summary>
+    public readonly struct ClientAttempt
+    {
+        private readonly Activity? _activity;
+        private readonly string? _backendPath;
+        private readonly TimeProvider? _clock;
+        private readonly long _start;
+
+        internal ClientAttempt(Activity? activity, string backendPath, TimeProvider clock, long start)
         {
-            var reply = await client.SendAsync(frame, timeout, cancellationToken).ConfigureAwait(false);
-            RecordReply(activity, reply, client.BackendPath, clock.GetElapsedTime(start));
-            return reply;
+            _activity = activity;
+            _backendPath = backendPath;
+            _clock = clock;
+            _start = start;
         }
-        catch (DatagramException ex)
+
+        /// <summary>The attempt got its reply (a RESPONSE or an ERROR).</summary>
+        /// <param name="reply">The reply.</param>
+        public void Complete(DatagramReply reply)
         {
-            RecordFailure(activity, ex, client.BackendPath, clock.GetElapsedTime(start));
-            throw;
+            ArgumentNullException.ThrowIfNull(reply);
+            if (_backendPath is null)
+            {
+                return;
+            }
+
+            RecordReply(_activity, reply, _backendPath, _clock!.GetElapsedTime(_start));
+            _activity?.Dispose();
         }
-        catch (OperationCanceledException)
+
+        /// <summary>
+        /// The attempt failed: a <see cref="DatagramException"/> is recorded with its failure, an
+        /// <see cref="OperationCanceledException"/> as cancelled; any other exception only stops the span.
+        /// </summary>
+        /// <param name="exception">What the send threw.</param>
+        public void Complete(Exception exception)
         {
-            RecordOutcome(activity, "cancelled", "cancelled", client.BackendPath, clock.GetElapsedTime(start));
-            throw;
+            ArgumentNullException.ThrowIfNull(exception);
+            if (_backendPath is null)
+            {
+                return;
+            }
+
+            switch (exception)
+            {
+                case DatagramException ex:
+                    RecordFailure(_activity, ex, _backendPath, _clock!.GetElapsedTime(_start));
+                    break;
+                case OperationCanceledException:
+                    RecordOutcome(_activity, "cancelled", "cancelled", _backendPath, _clock!.GetElapsedTime(_start));
+                    break;
+            }
+
+            _activity?.Dispose();
         }
     }
 
