@@ -37,7 +37,8 @@ internal sealed class ForwardingHandler
         _pipelines = pipelines;
     }
 
-    public async Task HandleAsync(HttpContext context)
+    /// <summary>Not async itself: a held request keeps one state machine less (bench/README.md).</summary>
+    public Task HandleAsync(HttpContext context)
     {
         var route = context.GetEndpoint()?.Metadata.GetMetadata<GatewayRoute>()
             ?? throw new InvalidOperationException("The gateway endpoint has no route metadata.");
@@ -46,8 +47,7 @@ internal sealed class ForwardingHandler
 
         if (request.ContentLength > route.MaxBodySize)
         {
-            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, request.ContentLength.Value)).ConfigureAwait(false);
-            return;
+            return GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, request.ContentLength.Value));
         }
 
         // The route's limit applies, not Kestrel's global one.
@@ -56,13 +56,7 @@ internal sealed class ForwardingHandler
             sizeFeature.MaxRequestBodySize = null;
         }
 
-        if (backend.Mode == BackendMode.Raw)
-        {
-            await ForwardRawAsync(context, route).ConfigureAwait(false);
-            return;
-        }
-
-        await ForwardEnvelopeAsync(context, route).ConfigureAwait(false);
+        return backend.Mode == BackendMode.Raw ? ForwardRawAsync(context, route) : ForwardEnvelopeAsync(context, route);
     }
 
     /// <summary>
@@ -78,13 +72,13 @@ internal sealed class ForwardingHandler
         // The first instance's client numbers the request; retries keep the number (docs/protocol.md section 5).
         var first = InstanceSelector.Select(backend, []);
         var numbering = first.Client ?? throw new InvalidOperationException($"Backend '{backend.Name}' has no envelope client.");
-        using var writer = new FrameWriter(InitialFrameSize(request, route));
+        using var writer = new FrameWriter(InitialFrameSize(request, route.MaxBodySize));
         var correlationId = numbering.NextCorrelationId();
         var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
         context.Items[CorrelationItems.CorrelationId] = correlationText;
         context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
 
-        using var scope = _logger.BeginScope(new CorrelationScope(context.TraceIdentifier, correlationText, route.Name, backend.Name));
+        using var scope = RequestLogScope.AddForwarding(_logger, context, correlationText, route.Name, backend.Name);
 
         var budget = route.Timeout;
         EncodeRequestHead(context, writer, correlationId, budget, table.ForwardCallerCredentials);
@@ -109,7 +103,9 @@ internal sealed class ForwardingHandler
         DatagramReply reply;
         try
         {
-            reply = await pipeline.ExecuteAsync(ForwardingAttempt.RunAsync, resilienceContext, attempt).ConfigureAwait(false);
+            var outcome = await pipeline.ExecuteOutcomeAsync(ForwardingAttempt.RunAsync, resilienceContext, attempt).ConfigureAwait(false);
+            outcome.ThrowIfException();
+            reply = outcome.Result!;
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -179,7 +175,7 @@ internal sealed class ForwardingHandler
     private async Task ForwardRawAsync(HttpContext context, GatewayRoute route)
     {
         var backend = route.Backend;
-        using var body = new FrameWriter(InitialFrameSize(context.Request, route));
+        using var body = new FrameWriter(InitialFrameSize(context.Request, route.MaxBodySize, withHead: false));
         if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
         {
             var length = await ReadBodyAsync(context.Request.BodyReader, body, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
@@ -199,7 +195,9 @@ internal sealed class ForwardingHandler
         RawReply reply;
         try
         {
-            reply = await pipeline.ExecuteAsync(ForwardingAttempt.RunRawAsync, resilienceContext, attempt).ConfigureAwait(false);
+            var outcome = await pipeline.ExecuteOutcomeAsync(ForwardingAttempt.RunRawAsync, resilienceContext, attempt).ConfigureAwait(false);
+            outcome.ThrowIfException();
+            reply = outcome.Result!;
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -260,20 +258,38 @@ internal sealed class ForwardingHandler
 
     /// <summary>
     /// The frame buffer to rent for a request: its head (method, target, headers) plus its declared body, so that a
-    /// request is encoded without growing the buffer and a held request keeps no more than it needs (10,000 held GETs
-    /// would otherwise pin 10,000 4 KiB buffers). A body without Content-Length grows the buffer as it is read.
-    /// Also sizes a raw request's body buffer (the head estimate is then spare room).
+    /// request is encoded without growing the buffer and a held request keeps no more than it needs: the pool rounds up
+    /// to a power of two, so a fixed 512-byte head estimate put a small GET in a 1 KiB buffer where 512 bytes do
+    /// (10,000 held requests: 5 MB). The head is estimated from the request's own target and headers (as ASCII, which
+    /// they almost always are: the buffer grows otherwise) plus room for what the gateway adds (traceparent, tracestate,
+    /// x-request-id, x-forwarded-*, caller headers). A body without Content-Length grows the buffer as it is read.
+    /// A raw request's buffer holds the body alone (<paramref name="withHead"/> false).
     /// </summary>
-    private static int InitialFrameSize(HttpRequest request, GatewayRoute route)
+    internal static int InitialFrameSize(HttpRequest request, long maxBodySize, bool withHead = true)
     {
-        const int headEstimate = 512;
+        // Lengths and counts, traceparent, x-request-id (Kestrel's), x-forwarded-proto, the caller's three headers.
+        const int added = 256;
+        var head = 0;
+        if (withHead)
+        {
+            head = added + ProtocolConstants.HeaderSize + request.Method.Length + (2 * (request.PathBase.Value?.Length ?? 0))
+                + (request.Path.Value?.Length ?? 0) + (request.QueryString.Value?.Length ?? 0) + (request.Host.Value?.Length ?? 0)
+                + (Activity.Current?.TraceStateString?.Length ?? 0);
+            foreach (var header in request.Headers)
+            {
+                foreach (var value in header.Value)
+                {
+                    head += 3 + header.Key.Length + (value?.Length ?? 0);
+                }
+            }
+        }
 
         // Larger bodies start at 1 MiB and grow: a Content-Length alone never makes the gateway rent more.
-        var declared = request.ContentLength is { } length && length > 0 ? Math.Min(length, route.MaxBodySize) : 0;
-        return (int)Math.Min(headEstimate + declared, 1 << 20);
+        var declared = request.ContentLength is { } length && length > 0 ? Math.Min(length, maxBodySize) : 0;
+        return (int)Math.Min(head + declared, 1 << 20);
     }
 
-    private static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget, bool forwardCaller)
+    internal static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget, bool forwardCaller)
     {
         var request = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Gateway.Diagnostics;
 using Gateway.Forwarding;
 using Gateway.Routing;
 
@@ -13,7 +14,8 @@ internal sealed class HealthEndpointMetadata
 /// <summary>
 /// Checks the caller's peer credentials against the global allow-lists and then the matched route's (both must
 /// pass, so a route can only narrow the global lists). A denied caller gets 403 problem details naming the rule's
-/// configuration key, never the lists. Every request's later log entries carry the caller in a scope.
+/// configuration key, never the lists. Every request's later log entries carry the caller in a scope (the request's
+/// <see cref="RequestLogScope"/>, to which forwarding adds its IDs).
 /// The lists come from the current route table, so configuration reloads apply.
 /// </summary>
 internal sealed class CallerAuthorizationMiddleware(RequestDelegate next, RouteTableProvider routes, ILogger<CallerAuthorizationMiddleware> logger)
@@ -21,7 +23,7 @@ internal sealed class CallerAuthorizationMiddleware(RequestDelegate next, RouteT
     public async Task InvokeAsync(HttpContext context)
     {
         var caller = context.Features.Get<IPeerCredentialsFeature>();
-        using var scope = caller is null ? null : logger.BeginScope(new CallerScope(caller));
+        using var scope = RequestLogScope.Begin(logger, context, caller);
 
         if (Denying(context, caller) is { } rule)
         {

@@ -28,6 +28,10 @@ public class CallerLogScopeTests
         Assert.Equal(ProcessIdentity.Uid, scope["CallerUid"]);
         Assert.Equal(ProcessIdentity.Gid, scope["CallerGid"]);
         Assert.Equal(Environment.ProcessId, scope["CallerPid"]);
+
+        // One scope carries the caller and, once forwarding has numbered the request, its IDs.
+        Assert.Equal(Assert.Single(response.Headers.GetValues("X-Correlation-Id")), scope["CorrelationId"]);
+        Assert.Equal("api", scope["Route"]);
     }
 
     private sealed class ScopeCapturingLoggerProvider : ILoggerProvider, ISupportExternalScope
