@@ -1,4 +1,3 @@
-using Gateway.Forwarding;
 using Gateway.Ipc.Diagnostics;
 using Gateway.Routing;
 using Microsoft.AspNetCore.Http.Features;
@@ -36,7 +35,7 @@ internal sealed class GatewayTelemetryMiddleware(RequestDelegate next, GatewayMe
                 {
                     activity.SetTag(GatewayMetrics.RouteTag, route.Name);
                     activity.SetTag(GatewayMetrics.BackendTag, route.Backend.Name);
-                    if (context.Items.TryGetValue(CorrelationItems.CorrelationId, out var correlationId))
+                    if (RequestLogScope.CorrelationIdOf(context) is { } correlationId)
                     {
                         activity.SetTag(IpcDiagnostics.CorrelationIdTag, correlationId);
                     }

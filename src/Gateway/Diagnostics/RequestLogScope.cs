@@ -11,13 +11,14 @@ namespace Gateway.Diagnostics;
 /// <c>BeginScope</c> costs a held request about 270 bytes (scope objects, execution context, async-local map).
 /// </summary>
 /// <remarks>
+/// It is also the request's feature (<see cref="CorrelationIdOf"/>) that tells where the request was forwarded under which
+/// correlation ID (the telemetry middleware tags the server span with it, problem details carry it): a feature, not
+/// an <c>HttpContext.Items</c> entry, which would cost a held request a dictionary.
 /// The forwarding IDs are added once and never removed, after the caller's, so a reader that took <see cref="Count"/>
 /// before they were added still reads a consistent prefix.
 /// </remarks>
 internal sealed class RequestLogScope(IPeerCredentialsFeature? caller) : IReadOnlyList<KeyValuePair<string, object?>>
 {
-    private static readonly object ItemKey = new();
-
     private readonly int _callerCount = caller is null ? 0 : 3;
     private Forwarded? _forwarded;
 
@@ -25,7 +26,7 @@ internal sealed class RequestLogScope(IPeerCredentialsFeature? caller) : IReadOn
     public static IDisposable? Begin(ILogger logger, HttpContext context, IPeerCredentialsFeature? caller)
     {
         var scope = new RequestLogScope(caller);
-        context.Items[ItemKey] = scope;
+        context.Features.Set(scope);
         return logger.BeginScope(scope);
     }
 
@@ -36,7 +37,7 @@ internal sealed class RequestLogScope(IPeerCredentialsFeature? caller) : IReadOn
     public static IDisposable? AddForwarding(ILogger logger, HttpContext context, string correlationId, string route, string backend)
     {
         var forwarded = new Forwarded(context.TraceIdentifier, correlationId, route, backend);
-        if (context.Items.TryGetValue(ItemKey, out var item) && item is RequestLogScope existing)
+        if (context.Features.Get<RequestLogScope>() is { } existing)
         {
             Volatile.Write(ref existing._forwarded, forwarded);
             return null;
@@ -44,8 +45,12 @@ internal sealed class RequestLogScope(IPeerCredentialsFeature? caller) : IReadOn
 
         var scope = new RequestLogScope(null);
         scope._forwarded = forwarded;
+        context.Features.Set(scope);
         return logger.BeginScope(scope);
     }
+
+    /// <summary>The correlation ID of a forwarded request (once forwarding has numbered it), else null.</summary>
+    public static string? CorrelationIdOf(HttpContext context) => context.Features.Get<RequestLogScope>()?._forwarded?.CorrelationId;
 
     public int Count => _callerCount + (Volatile.Read(ref _forwarded) is null ? 0 : 4);
 

@@ -75,7 +75,6 @@ internal sealed class ForwardingHandler
         using var writer = new FrameWriter(InitialFrameSize(request, route.MaxBodySize));
         var correlationId = numbering.NextCorrelationId();
         var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
-        context.Items[CorrelationItems.CorrelationId] = correlationText;
         context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
 
         using var scope = RequestLogScope.AddForwarding(_logger, context, correlationText, route.Name, backend.Name);

@@ -1,3 +1,4 @@
+using Gateway.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 
 namespace Gateway.Forwarding;
@@ -76,7 +77,7 @@ internal static class GatewayProblems
             problem.Extensions[key] = value;
         }
 
-        if (context.Items.TryGetValue(CorrelationItems.CorrelationId, out var correlationId) && correlationId is string id)
+        if (RequestLogScope.CorrelationIdOf(context) is { } id)
         {
             problem.Extensions["correlationId"] = id;
         }
@@ -101,6 +102,5 @@ internal static class GatewayProblems
 
 internal static class CorrelationItems
 {
-    public const string CorrelationId = "Gateway.CorrelationId";
     public const string CorrelationIdHeader = "X-Correlation-Id";
 }

@@ -285,6 +285,95 @@ public class FaultInjectionTests
     }
 
     [Fact]
+    public async Task CircuitBreaker_WhileHalfOpen_LetsOnlyTheTrialThrough_AndRefusesTheRestUnsent()
+    {
+        using var dir = new TempSocketDirectory();
+        var path = dir.Socket("b.sock");
+        var settings = ResilienceSettings.Route(path);
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        settings["Gateway:Backends:b:CircuitBreaker:MinimumThroughput"] = "2";
+        settings["Gateway:Backends:b:CircuitBreaker:BreakDuration"] = "00:00:05";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        for (var i = 0; i < 2; i++)
+        {
+            using var failed = await client.GetAsync($"/api/{i}");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
+        }
+
+        Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
+        var calls = 0;
+        var trialEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseTrial = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestBackend.StartAsync(path, async (_, token) =>
+        {
+            Interlocked.Increment(ref calls);
+            trialEntered.TrySetResult();
+            await releaseTrial.Task.WaitAsync(token);
+            return BackendResponse.Text("up");
+        });
+        time.Advance(TimeSpan.FromSeconds(5));
+        var trial = client.GetAsync("/api/trial");
+        await trialEntered.Task.WaitAsync(HangGuard);
+        Assert.Equal(CircuitState.HalfOpen, instance.Resilience.Circuit.CircuitState);
+
+        using (var refused = await client.GetAsync("/api/during-trial"))
+        {
+            await ForwardingTests.ReadProblemAsync(refused, HttpStatusCode.ServiceUnavailable, "circuit-open");
+        }
+
+        releaseTrial.SetResult();
+        using var ok = await trial.WaitAsync(HangGuard);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal(1, Volatile.Read(ref calls));
+        Assert.Equal(CircuitState.Closed, instance.Resilience.Circuit.CircuitState);
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_OpenedWhileAnAttemptWasInFlight_StillReturnsThatAttemptsReply()
+    {
+        using var dir = new TempSocketDirectory();
+        var slowEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseSlow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), async (request, token) =>
+        {
+            if (request.Path == "/api/slow")
+            {
+                slowEntered.TrySetResult();
+                await releaseSlow.Task.WaitAsync(token);
+                return BackendResponse.Text("slow but fine");
+            }
+
+            return BackendResponse.Error(IpcErrorCode.Internal, "bug");
+        });
+        var settings = ResilienceSettings.Route(backend.SocketPath);
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        settings["Gateway:Backends:b:CircuitBreaker:MinimumThroughput"] = "2";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+
+        var slow = client.GetAsync("/api/slow");
+        await slowEntered.Task.WaitAsync(HangGuard);
+        for (var i = 0; i < 2; i++)
+        {
+            using var failed = await client.GetAsync($"/api/fail{i}");
+            await ForwardingTests.ReadProblemAsync(failed, HttpStatusCode.BadGateway, "backend-error");
+        }
+
+        Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
+        releaseSlow.SetResult();
+        using var reply = await slow.WaitAsync(HangGuard);
+
+        Assert.Equal(HttpStatusCode.OK, reply.StatusCode);
+        Assert.Equal("slow but fine", await reply.Content.ReadAsStringAsync());
+        Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
+    }
+
+    [Fact]
     public async Task CircuitBreaker_CountsInternalErrorReplies_ButNotNotFound()
     {
         using var dir = new TempSocketDirectory();
