@@ -96,7 +96,7 @@ internal sealed class ForwardingHandler
         var idempotent = IsIdempotent(request.Method);
         var retryable = idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader);
         var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger, context.RequestAborted);
-        var pipeline = _pipelines.GetPipeline<DatagramReply>(route);
+        var pipeline = _pipelines.GetPipeline<DatagramReply>(route, retryable);
         var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
         resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
         DatagramReply reply;
@@ -188,7 +188,7 @@ internal sealed class ForwardingHandler
         var first = InstanceSelector.Select(backend, []);
         var idempotent = IsIdempotent(context.Request.Method);
         var attempt = new ForwardingAttempt(route, first, body.WrittenMemory, 0, idempotent, retryable: idempotent, _timeProvider, _logger, context.RequestAborted);
-        var pipeline = _pipelines.GetPipeline<RawReply>(route);
+        var pipeline = _pipelines.GetPipeline<RawReply>(route, retryable: idempotent);
         var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
         resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
         RawReply reply;
