@@ -121,6 +121,7 @@ internal static class Report
         sb.AppendLine("max sampled every 100 ms during the run, and VmHWM (peak since the process started, so it includes the load runs).").AppendLine();
         sb.AppendLine("| target | requests | correct | peak in flight | errors | non-2xx | p50 ms | max ms | RSS max during run MiB | VmHWM MiB |");
         sb.AppendLine("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        string? verdict = null;
         foreach (var line in File.ReadLines(path))
         {
             if (!line.StartsWith('{'))
@@ -133,9 +134,30 @@ internal static class Report
             var kinds = string.Join(' ', r.GetProperty("errors_by_kind").EnumerateObject().Where(p => p.Value.GetInt64() > 0).Select(p => $"{p.Name}={p.Value.GetInt64()}"));
             double Get(string name) => r.TryGetProperty(name, out var v) ? v.GetDouble() : 0;
             sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.GetProperty("label").GetString()} | {r.GetProperty("concurrency").GetInt64()} | {r.GetProperty("correct").GetInt64()} | {r.GetProperty("peak_in_flight").GetInt64()} | {r.GetProperty("errors").GetInt64()} {kinds} | {r.GetProperty("non_2xx").GetInt64()} | {F(Get("p50_us") / 1000)} | {F(Get("max_us") / 1000)} | {F(Get("sut_max_sampled_rss_kb") / 1024)} | {F(Get("sut_peak_rss_kb") / 1024)} |");
+            if (r.GetProperty("label").GetString() == "gateway")
+            {
+                verdict = ScaleVerdict(r.GetProperty("concurrency").GetInt64(), r.GetProperty("correct").GetInt64(), Math.Max(Get("sut_max_sampled_rss_kb"), Get("sut_peak_rss_kb")));
+            }
+        }
+
+        if (verdict is not null)
+        {
+            sb.AppendLine().AppendLine(verdict);
         }
 
         return sb.ToString();
+    }
+
+    /// <summary>The issue-9 scale target: every held request correct and the gateway's RSS under 300 MB (decimal megabytes).</summary>
+    /// <param name="requests">Requests held at once.</param>
+    /// <param name="correct">Requests answered correctly.</param>
+    /// <param name="rssKb">The gateway's RSS in KiB: the larger of the max sampled during the run and VmHWM (peak since start).</param>
+    internal static string ScaleVerdict(long requests, long correct, double rssKb)
+    {
+        var mb = rssKb * 1024 / 1_000_000;
+        var met = requests > 0 && correct == requests && mb < 300;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"- Scale target (issue 9): {correct:N0}/{requests:N0} held requests correct, gateway RSS {rssKb / 1024:F0} MiB = **{mb:F1} MB** (target: all correct, < 300 MB) — {(met ? "met" : "NOT met")}");
     }
 
     private static int Order(string target)
