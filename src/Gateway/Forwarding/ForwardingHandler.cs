@@ -96,13 +96,23 @@ internal sealed class ForwardingHandler
         var idempotent = IsIdempotent(request.Method);
         var retryable = idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader);
         var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger, context.RequestAborted);
-        var pipeline = _pipelines.GetPipeline<DatagramReply>(route, retryable);
-        var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
-        resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
+        ResilienceContext? resilienceContext = null;
         DatagramReply reply;
         try
         {
-            var outcome = await pipeline.ExecuteOutcomeAsync(ForwardingAttempt.RunAsync, resilienceContext, attempt).ConfigureAwait(false);
+            Outcome<DatagramReply> outcome;
+            if (retryable)
+            {
+                resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
+                resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
+                outcome = await _pipelines.GetPipeline<DatagramReply>(route).ExecuteOutcomeAsync(ForwardingAttempt.RunAsync, resilienceContext, attempt).ConfigureAwait(false);
+            }
+            else
+            {
+                // Never retried: the one attempt's reply timeout and slot wait are bounded by the budget already.
+                outcome = await attempt.RunOnceAsync().ConfigureAwait(false);
+            }
+
             outcome.ThrowIfException();
             reply = outcome.Result!;
         }
@@ -152,7 +162,10 @@ internal sealed class ForwardingHandler
         }
         finally
         {
-            ResilienceContextPool.Shared.Return(resilienceContext);
+            if (resilienceContext is not null)
+            {
+                ResilienceContextPool.Shared.Return(resilienceContext);
+            }
         }
 
         using (reply)
@@ -188,13 +201,22 @@ internal sealed class ForwardingHandler
         var first = InstanceSelector.Select(backend, []);
         var idempotent = IsIdempotent(context.Request.Method);
         var attempt = new ForwardingAttempt(route, first, body.WrittenMemory, 0, idempotent, retryable: idempotent, _timeProvider, _logger, context.RequestAborted);
-        var pipeline = _pipelines.GetPipeline<RawReply>(route, retryable: idempotent);
-        var resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
-        resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
+        ResilienceContext? resilienceContext = null;
         RawReply reply;
         try
         {
-            var outcome = await pipeline.ExecuteOutcomeAsync(ForwardingAttempt.RunRawAsync, resilienceContext, attempt).ConfigureAwait(false);
+            Outcome<RawReply> outcome;
+            if (idempotent)
+            {
+                resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
+                resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
+                outcome = await _pipelines.GetPipeline<RawReply>(route).ExecuteOutcomeAsync(ForwardingAttempt.RunRawAsync, resilienceContext, attempt).ConfigureAwait(false);
+            }
+            else
+            {
+                outcome = await attempt.RunRawOnceAsync().ConfigureAwait(false);
+            }
+
             outcome.ThrowIfException();
             reply = outcome.Result!;
         }
@@ -216,7 +238,10 @@ internal sealed class ForwardingHandler
         }
         finally
         {
-            ResilienceContextPool.Shared.Return(resilienceContext);
+            if (resilienceContext is not null)
+            {
+                ResilienceContextPool.Shared.Return(resilienceContext);
+            }
         }
 
         using (reply)

@@ -97,6 +97,37 @@ internal sealed class ForwardingAttempt
         }
     }
 
+    /// <summary>
+    /// The one attempt of an envelope request that is never retried, without a route pipeline: its reply timeout is the
+    /// whole budget already (<see cref="AttemptTimeout"/>), its wait for a slot is cut at the budget too, so the route's
+    /// timeout strategy, the only one that would apply, would only duplicate them (and hold ~750 bytes and a timer per
+    /// request, bench/README.md). The instance's circuit breaker still applies. Never throws.
+    /// </summary>
+    public ValueTask<Outcome<DatagramReply>> RunOnceAsync()
+    {
+        try
+        {
+            return RunEnvelopeAsync(CallerAborted);
+        }
+        catch (Exception ex)
+        {
+            return new(Outcome.FromException<DatagramReply>(ex));
+        }
+    }
+
+    /// <summary>Like <see cref="RunOnceAsync"/>, for a raw request that is never retried.</summary>
+    public ValueTask<Outcome<RawReply>> RunRawOnceAsync()
+    {
+        try
+        {
+            return RunRawAsync(CallerAborted);
+        }
+        catch (Exception ex)
+        {
+            return new(Outcome.FromException<RawReply>(ex));
+        }
+    }
+
     /// <summary>One attempt of a raw request (the pipeline's outcome callback): the body is the datagram. Never throws.</summary>
     public static ValueTask<Outcome<RawReply>> RunRawAsync(ResilienceContext context, ForwardingAttempt state)
     {
@@ -123,6 +154,7 @@ internal sealed class ForwardingAttempt
 
         return ExecuteOnInstanceAsync(
             instance,
+            remaining,
             static state => SendEnvelopeAsync(state.client, state.frame, state.attemptTimeout, state.timeProvider, state.callerAborted),
             (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
             cancellationToken);
@@ -166,6 +198,7 @@ internal sealed class ForwardingAttempt
         var client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
         return ExecuteOnInstanceAsync(
             instance,
+            remaining,
             static state => ExchangeRawAsync(state.client, state.body, state.attemptTimeout, state.callerAborted),
             (client, body: _frame, attemptTimeout: AttemptTimeout(attempt, remaining), callerAborted: CallerAborted),
             cancellationToken);
@@ -237,13 +270,18 @@ internal sealed class ForwardingAttempt
     /// wraps the attempt as usual: it rejects while open and lets only its probe through while half-open.
     /// </remarks>
     private async ValueTask<Outcome<TReply>> ExecuteOnInstanceAsync<TReply, TState>(
-        BackendInstance instance, Func<TState, ValueTask<Outcome<TReply>>> send, TState state, CancellationToken cancellationToken)
+        BackendInstance instance, TimeSpan remaining, Func<TState, ValueTask<Outcome<TReply>>> send, TState state, CancellationToken cancellationToken)
     {
         var resilience = instance.Resilience;
         try
         {
-            if (!await resilience.TryEnterAsync(cancellationToken).ConfigureAwait(false))
+            if (!await resilience.TryEnterAsync(cancellationToken, remaining).ConfigureAwait(false))
             {
+                if (!HasBudgetLeft)
+                {
+                    return Outcome.FromException<TReply>(new TimeoutRejectedException("The request's time budget is spent.", Route.Timeout));
+                }
+
                 ResilienceLog.InstanceBusy(_logger, instance.SocketPath, resilience.Settings.MaxInFlight, Route.Name, resilience.Settings.QueueTimeout);
                 return Outcome.FromException<TReply>(new InstanceBusyException(instance));
             }

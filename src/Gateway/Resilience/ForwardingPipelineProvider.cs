@@ -21,9 +21,8 @@ namespace Gateway.Resilience;
 /// </summary>
 /// <remarks>
 /// Why not one pipeline per table version: Polly's registry has no way to remove a pipeline, so version-keyed
-/// pipelines accumulated with every reload. Keyed by route name, the registry holds at most two pipelines (with and
-/// without retries) per reply type and route name ever configured (a removed route's pipelines stay, rebuilt empty, and
-/// are reused if the name comes back).
+/// pipelines accumulated with every reload. Keyed by route name, the registry holds at most one pipeline per reply type
+/// and route name ever configured (a removed route's pipeline stays, rebuilt empty, and is reused if the name comes back).
 /// </remarks>
 internal sealed class ForwardingPipelineProvider(
     ResiliencePipelineRegistry<string> registry, RouteTableProvider routes, TimeProvider timeProvider, GatewayMetrics metrics, ILogger<ForwardingPipelineProvider> logger)
@@ -44,12 +43,11 @@ internal sealed class ForwardingPipelineProvider(
     /// backends, <see cref="Gateway.Ipc.Raw.RawReply"/> for raw ones (the registry keeps one per route name and reply
     /// type). Typed, an execution needs no bridging between <see cref="object"/> outcomes and the reply (two fewer
     /// async state machines per request, see bench/README.md); retries are decided on exceptions only.
-    /// A request that may not be retried (<paramref name="retryable"/> false: a POST without <c>Idempotency-Key</c>, a raw
-    /// POST) gets the route's pipeline without the retry strategy, which could only ever pass its one attempt through:
-    /// three fewer state machines held for the request's whole life (bench/README.md).
+    /// Only requests that may be retried run through it: one that may not (a POST without <c>Idempotency-Key</c>, a raw
+    /// POST) makes its one attempt without it (<see cref="ForwardingAttempt.RunOnceAsync"/>).
     /// </summary>
-    public ResiliencePipeline<TReply> GetPipeline<TReply>(GatewayRoute route, bool retryable = true) =>
-        registry.GetOrAddPipeline<TReply>(retryable ? route.PipelineKey : route.SingleAttemptPipelineKey, (builder, context) =>
+    public ResiliencePipeline<TReply> GetPipeline<TReply>(GatewayRoute route) =>
+        registry.GetOrAddPipeline<TReply>(route.PipelineKey, (builder, context) =>
         {
             // The token first, then the table (see ChangeCancellationToken): a reload never goes unnoticed.
             context.AddReloadToken(routes.ChangeCancellationToken);
@@ -59,11 +57,11 @@ internal sealed class ForwardingPipelineProvider(
             builder.TimeProvider = timeProvider;
             if (current is not null)
             {
-                Configure(builder, current, retryable);
+                Configure(builder, current);
             }
         });
 
-    private void Configure<TReply>(ResiliencePipelineBuilder<TReply> builder, GatewayRoute route, bool retryable)
+    private void Configure<TReply>(ResiliencePipelineBuilder<TReply> builder, GatewayRoute route)
     {
         if (route.Timeout > TimeSpan.Zero && route.Timeout <= MaxTimeout)
         {
@@ -71,7 +69,7 @@ internal sealed class ForwardingPipelineProvider(
         }
 
         var retry = route.Backend.Retry;
-        if (retryable && retry.MaxAttempts > 1)
+        if (retry.MaxAttempts > 1)
         {
             builder.AddRetry(new RetryStrategyOptions<TReply>
             {

@@ -182,21 +182,27 @@ internal sealed class InstanceResilience : IDisposable
         result is DatagramReply { Kind: MessageKind.Error } reply
         && reply.Error.Code is not (IpcErrorCode.Malformed or IpcErrorCode.NotFound or IpcErrorCode.TooLarge or IpcErrorCode.Overloaded);
 
-    /// <summary>Waits up to the queue timeout for an in-flight slot; false when none freed up in time.</summary>
-    public async ValueTask<bool> TryEnterAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits up to the queue timeout, and at most <paramref name="maxWait"/> (what is left of the request's budget), for
+    /// an in-flight slot; false when none freed up in time. Only a wait that ran for the whole queue timeout counts as
+    /// rejected (busy); one cut short by the budget is the request's timeout.
+    /// </summary>
+    public async ValueTask<bool> TryEnterAsync(CancellationToken cancellationToken, TimeSpan maxWait = default)
     {
         if (_slots.Wait(0, CancellationToken.None))
         {
             return true;
         }
 
-        if (Settings.QueueTimeout <= TimeSpan.Zero)
+        var budgetBound = maxWait > TimeSpan.Zero && maxWait < Settings.QueueTimeout;
+        var wait = budgetBound ? maxWait : Settings.QueueTimeout;
+        if (wait <= TimeSpan.Zero)
         {
             Interlocked.Increment(ref _rejected);
             return false;
         }
 
-        using var timeout = new CancellationTokenSource(Settings.QueueTimeout, _timeProvider);
+        using var timeout = new CancellationTokenSource(wait, _timeProvider);
         OnQueued?.Invoke();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
         try
@@ -206,7 +212,11 @@ internal sealed class InstanceResilience : IDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            Interlocked.Increment(ref _rejected);
+            if (!budgetBound)
+            {
+                Interlocked.Increment(ref _rejected);
+            }
+
             return false;
         }
     }

@@ -46,15 +46,11 @@ internal sealed class GatewayRoute
         {
             field = value;
             PipelineKey = "route:" + value;
-            SingleAttemptPipelineKey = "route-once:" + value;
         }
     }
 
     /// <summary>The key of the route's resilience pipelines in the registry (built once, not per request).</summary>
     public string PipelineKey { get; private init; } = "";
-
-    /// <summary>The key of the route's pipelines for requests that are never retried (no retry strategy).</summary>
-    public string SingleAttemptPipelineKey { get; private init; } = "";
 
     public required string PathTemplate { get; init; }
 

@@ -473,4 +473,47 @@ public class FaultInjectionTests
         Assert.Equal(HttpStatusCode.OK, done.StatusCode);
         Assert.Equal(1, instance.Resilience.Rejected);
     }
+
+    [Theory]
+    [InlineData("POST")] // never retried: no route pipeline, the budget cuts the slot wait itself
+    [InlineData("GET")] // retryable: the route pipeline's timeout applies as well
+    public async Task InFlightCapReached_AndTheBudgetEndsBeforeTheQueueTimeout_504NotBusy_AndNothingMoreIsSent(string method)
+    {
+        using var dir = new TempSocketDirectory();
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var calls = 0;
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), async (_, token) =>
+        {
+            Interlocked.Increment(ref calls);
+            entered.TrySetResult();
+            await release.Task.WaitAsync(token);
+            return BackendResponse.Text("done");
+        });
+        var settings = ResilienceSettings.Route(backend.SocketPath);
+        settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
+        settings["Gateway:Backends:b:QueueTimeout"] = "00:00:30";
+        settings["Gateway:Backends:b:Timeout"] = "00:00:02";
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        instance.Resilience.OnQueued = () => waiting.TrySetResult();
+
+        var first = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/first"));
+        await entered.Task.WaitAsync(HangGuard);
+        var second = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/second"));
+        await waiting.Task.WaitAsync(HangGuard);
+        time.Advance(TimeSpan.FromSeconds(2));
+        using var timedOut = await second.WaitAsync(HangGuard);
+        using var firstDone = await first.WaitAsync(HangGuard);
+
+        await ForwardingTests.ReadProblemAsync(timedOut, HttpStatusCode.GatewayTimeout, "timeout");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, firstDone.StatusCode); // its own reply timeout: the same budget
+        Assert.Equal(1, Volatile.Read(ref calls));
+        Assert.Equal(0, instance.Resilience.Rejected);
+        release.TrySetResult();
+    }
 }
