@@ -61,7 +61,8 @@ internal sealed class ForwardingHandler
 
     /// <summary>
     /// Envelope backends: one frame, sent by the route's resilience pipeline (overall timeout, retries) to the
-    /// instance each attempt chooses (see <see cref="ForwardingAttempt"/>).
+    /// instance each attempt chooses (see <see cref="ForwardingAttempt"/>); a request that is never retried makes its
+    /// one attempt without the pipeline (<see cref="ForwardingAttempt.RunOnceAsync"/>).
     /// </summary>
     private async Task ForwardEnvelopeAsync(HttpContext context, GatewayRoute route)
     {

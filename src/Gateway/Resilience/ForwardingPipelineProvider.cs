@@ -17,7 +17,8 @@ namespace Gateway.Resilience;
 /// pipeline instance it started with; Polly disposes a replaced instance once its last execution has finished
 /// (or after 30 s, which for timeout and retry strategies releases nothing an execution still needs).
 /// The per-attempt timeout and the per-instance circuit breaker are applied inside each attempt
-/// (<see cref="ForwardingAttempt"/>), because the instance is chosen per attempt.
+/// (<see cref="ForwardingAttempt"/>), because the instance is chosen per attempt. A request that is never retried does
+/// not run through the route pipeline (<see cref="ForwardingAttempt.RunOnceAsync"/>).
 /// </summary>
 /// <remarks>
 /// Why not one pipeline per table version: Polly's registry has no way to remove a pipeline, so version-keyed
