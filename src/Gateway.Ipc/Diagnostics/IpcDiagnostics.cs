@@ -111,7 +111,11 @@ public static class IpcDiagnostics
             activity.SetTag(TransportTag, "unix");
             activity.SetTag(ServerAddressTag, backendPath);
             activity.SetTag(PeerAddressTag, backendPath);
-            activity.SetTag(CorrelationIdTag, FormatCorrelationId(correlationId));
+            if (correlationId != 0)
+            {
+                activity.SetTag(CorrelationIdTag, FormatCorrelationId(correlationId));
+            }
+
             activity.SetTag(AttemptTag, attempt);
         }
 
@@ -209,6 +213,34 @@ public static class IpcDiagnostics
     }
 
     /// <summary>
+    /// Starts tracing one attempt of a raw exchange (<see cref="Raw.RawDatagramClient.ExchangeAsync"/>): the same client
+    /// span and attempt metrics as an envelope attempt, tagged <c>gateway.ipc.mode=raw</c>, without a correlation ID and
+    /// without trace context in the datagram (a raw daemon's datagram has no room for it). End it with one
+    /// <see cref="ClientAttempt.Complete(Raw.RawReply)"/> or <see cref="ClientAttempt.Complete(Exception)"/>.
+    /// </summary>
+    /// <param name="serverPath">The raw daemon's socket path.</param>
+    /// <param name="attempt">The attempt number (1 for the first).</param>
+    /// <param name="timeProvider">The clock for the duration metric (default <see cref="TimeProvider.System"/>).</param>
+    /// <returns>The attempt, to complete once.</returns>
+    public static ClientAttempt BeginRawAttempt(string serverPath, int attempt, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(serverPath);
+        var clock = timeProvider ?? TimeProvider.System;
+        var start = clock.GetTimestamp();
+        var activity = StartClientAttempt(serverPath, 0, attempt);
+        activity?.SetTag(ModeTag, "raw");
+        if (attempt > 1)
+        {
+            Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, serverPath));
+        }
+
+        return new ClientAttempt(activity, serverPath, clock, start);
+    }
+
+    /// <summary>The attribute that marks a raw attempt's span (<c>gateway.ipc.mode</c> = <c>raw</c>).</summary>
+    public const string ModeTag = "gateway.ipc.mode";
+
+    /// <summary>
     /// One traced attempt (<see cref="BeginClientAttempt"/>): its client span and the attempt metrics. Complete it once;
     /// completing records the outcome on the span and in the metrics and stops the span.
     /// </summary>
@@ -238,6 +270,20 @@ public static class IpcDiagnostics
             }
 
             RecordReply(_activity, reply, _backendPath, _clock!.GetElapsedTime(_start));
+            _activity?.Dispose();
+        }
+
+        /// <summary>The raw attempt got its reply datagram.</summary>
+        /// <param name="reply">The reply.</param>
+        public void Complete(Raw.RawReply reply)
+        {
+            ArgumentNullException.ThrowIfNull(reply);
+            if (_backendPath is null)
+            {
+                return;
+            }
+
+            RecordOutcome(_activity, "response", null, _backendPath, _clock!.GetElapsedTime(_start));
             _activity?.Dispose();
         }
 

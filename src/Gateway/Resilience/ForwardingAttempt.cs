@@ -199,20 +199,24 @@ internal sealed class ForwardingAttempt
         return ExecuteOnInstanceAsync(
             instance,
             remaining,
-            static state => ExchangeRawAsync(state.client, state.body, state.attemptTimeout, state.callerAborted),
-            (client, body: _frame, attemptTimeout: AttemptTimeout(attempt, remaining), callerAborted: CallerAborted),
+            static state => ExchangeRawAsync(state.client, state.body, state.attempt, state.attemptTimeout, state.timeProvider, state.callerAborted),
+            (client, body: _frame, attempt, attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
             cancellationToken);
     }
 
-    /// <summary>The breaker's callback for a raw attempt.</summary>
-    private static async ValueTask<Outcome<RawReply>> ExchangeRawAsync(RawDatagramClient client, ReadOnlyMemory<byte> body, TimeSpan attemptTimeout, CancellationToken callerAborted)
+    /// <summary>The breaker's callback for a raw attempt: one client span per attempt, like an envelope attempt's.</summary>
+    private static async ValueTask<Outcome<RawReply>> ExchangeRawAsync(RawDatagramClient client, ReadOnlyMemory<byte> body, int attempt, TimeSpan attemptTimeout, TimeProvider timeProvider, CancellationToken callerAborted)
     {
+        var traced = IpcDiagnostics.BeginRawAttempt(client.ServerPath, attempt, timeProvider);
         try
         {
-            return Outcome.FromResult(await client.ExchangeAsync(body, attemptTimeout, callerAborted).ConfigureAwait(false));
+            var reply = await client.ExchangeAsync(body, attemptTimeout, callerAborted).ConfigureAwait(false);
+            traced.Complete(reply);
+            return Outcome.FromResult(reply);
         }
         catch (Exception ex)
         {
+            traced.Complete(ex);
             return Outcome.FromException<RawReply>(ex);
         }
     }

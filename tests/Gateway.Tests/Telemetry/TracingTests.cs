@@ -71,6 +71,37 @@ public class TracingTests
     }
 
     [Fact]
+    public async Task RawRequest_HasItsAttemptClientSpan_ChildOfTheGatewaySpan_MarkedRaw_WithoutCorrelationId()
+    {
+        using var dir = new TempSocketDirectory();
+        var capture = new SpanCapture(); // disposed by the tracer provider
+        await using var daemon = await RawServers.StartPythonAsync(dir.Socket("py.sock"));
+        var settings = Route(dir.Socket("py.sock"), "raw-traced", "rawtb", "/upper");
+        settings["Gateway:Backends:rawtb:Mode"] = "Raw";
+        settings["Gateway:Backends:rawtb:Timeout"] = "00:01:00";
+        await using var factory = new GatewayFactory(dir, settings, capture.Register);
+        using var client = factory.CreateClient();
+        using var message = new HttpRequestMessage(HttpMethod.Post, "/upper") { Content = new StringContent("hello") };
+        message.Headers.Add("traceparent", capture.CallerTraceParent);
+
+        using var response = await client.SendAsync(message);
+        var spans = await capture.WaitForAsync(s => s.Any(a => a.Source.Name == "Microsoft.AspNetCore") && s.Any(a => IsIpc(a, ActivityKind.Client)));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("HELLO", await response.Content.ReadAsStringAsync());
+        var gateway = Assert.Single(spans, a => a.Source.Name == "Microsoft.AspNetCore");
+        var attempt = Assert.Single(spans, a => IsIpc(a, ActivityKind.Client));
+        Assert.Equal(capture.TraceId, attempt.TraceId);
+        Assert.Equal(gateway.SpanId, attempt.ParentSpanId);
+        Assert.Equal("raw", Tag(attempt, IpcDiagnostics.ModeTag));
+        Assert.Equal(dir.Socket("py.sock"), Tag(attempt, "server.address"));
+        Assert.Equal(1, attempt.GetTagItem(IpcDiagnostics.AttemptTag));
+        Assert.Equal("response", Tag(attempt, IpcDiagnostics.OutcomeTag));
+        Assert.Null(attempt.GetTagItem(IpcDiagnostics.CorrelationIdTag));
+        Assert.Equal(ActivityStatusCode.Unset, attempt.Status);
+    }
+
+    [Fact]
     public async Task BackendErrorReply_MarksAttemptAndBackendSpansWithErrorType()
     {
         using var dir = new TempSocketDirectory();
