@@ -101,19 +101,7 @@ internal sealed class ForwardingHandler
         DatagramReply reply;
         try
         {
-            Outcome<DatagramReply> outcome;
-            if (retryable)
-            {
-                resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
-                resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
-                outcome = await _pipelines.GetPipeline<DatagramReply>(route).ExecuteOutcomeAsync(ForwardingAttempt.RunAsync, resilienceContext, attempt).ConfigureAwait(false);
-            }
-            else
-            {
-                // Never retried: the one attempt's reply timeout and slot wait are bounded by the budget already.
-                outcome = await attempt.RunOnceAsync().ConfigureAwait(false);
-            }
-
+            var outcome = await StartAttempts(route, attempt, ForwardingAttempt.RunAsync, RunOnce, context.RequestAborted, out resilienceContext).ConfigureAwait(false);
             outcome.ThrowIfException();
             reply = outcome.Result!;
         }
@@ -175,6 +163,34 @@ internal sealed class ForwardingHandler
         }
     }
 
+    private static readonly Func<ForwardingAttempt, ValueTask<Outcome<DatagramReply>>> RunOnce = static attempt => attempt.RunOnceAsync();
+    private static readonly Func<ForwardingAttempt, ValueTask<Outcome<RawReply>>> RunRawOnce = static attempt => attempt.RunRawOnceAsync();
+
+    /// <summary>
+    /// Starts a request's attempts: through the route's pipeline (overall timeout, retries) when it may be retried, else
+    /// its one attempt alone, whose reply timeout and slot wait the budget bounds already (<see cref="ForwardingAttempt.RunOnceAsync"/>).
+    /// Not async (no state machine of its own held per request). <paramref name="pooled"/> is the Polly context to return
+    /// to the pool once the outcome is in (null without the pipeline).
+    /// </summary>
+    private ValueTask<Outcome<TReply>> StartAttempts<TReply>(
+        GatewayRoute route,
+        ForwardingAttempt attempt,
+        Func<ResilienceContext, ForwardingAttempt, ValueTask<Outcome<TReply>>> viaPipeline,
+        Func<ForwardingAttempt, ValueTask<Outcome<TReply>>> once,
+        CancellationToken aborted,
+        out ResilienceContext? pooled)
+    {
+        if (!attempt.Retryable)
+        {
+            pooled = null;
+            return once(attempt);
+        }
+
+        pooled = ResilienceContextPool.Shared.Get(aborted);
+        pooled.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
+        return _pipelines.GetPipeline<TReply>(route).ExecuteOutcomeAsync(viaPipeline, pooled, attempt);
+    }
+
     /// <summary>Methods that may be retried without an <c>Idempotency-Key</c> (RFC 9110 section 9.2.2; TRACE is not forwarded).</summary>
     internal static bool IsIdempotent(string method) =>
         HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method) || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method);
@@ -206,18 +222,7 @@ internal sealed class ForwardingHandler
         RawReply reply;
         try
         {
-            Outcome<RawReply> outcome;
-            if (idempotent)
-            {
-                resilienceContext = ResilienceContextPool.Shared.Get(context.RequestAborted);
-                resilienceContext.Properties.Set(ForwardingPipelineProvider.Attempt, attempt);
-                outcome = await _pipelines.GetPipeline<RawReply>(route).ExecuteOutcomeAsync(ForwardingAttempt.RunRawAsync, resilienceContext, attempt).ConfigureAwait(false);
-            }
-            else
-            {
-                outcome = await attempt.RunRawOnceAsync().ConfigureAwait(false);
-            }
-
+            var outcome = await StartAttempts(route, attempt, ForwardingAttempt.RunRawAsync, RunRawOnce, context.RequestAborted, out resilienceContext).ConfigureAwait(false);
             outcome.ThrowIfException();
             reply = outcome.Result!;
         }

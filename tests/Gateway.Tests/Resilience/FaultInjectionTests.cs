@@ -245,32 +245,48 @@ public class FaultInjectionTests
         response.Dispose();
     }
 
+    /// <summary>
+    /// A gateway with one instance at <paramref name="path"/> (nothing bound yet), no retries, a breaker that opens after
+    /// two failures for 5 s of <paramref name="time"/>: two requests have failed (503 <c>backend-absent</c>) and opened it.
+    /// </summary>
+    private static async Task<GatewayFactory> StartWithOpenCircuitAsync(TempSocketDirectory dir, string path, FakeTimeProvider time)
+    {
+        var settings = ResilienceSettings.Route(path);
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        settings["Gateway:Backends:b:CircuitBreaker:MinimumThroughput"] = "2";
+        settings["Gateway:Backends:b:CircuitBreaker:BreakDuration"] = "00:00:05";
+        var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        try
+        {
+            using var client = factory.CreateClient();
+            for (var i = 0; i < 2; i++)
+            {
+                using var failed = await client.GetAsync($"/api/{i}");
+                await ForwardingTests.ReadProblemAsync(failed, HttpStatusCode.ServiceUnavailable, "backend-absent");
+            }
+
+            var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+            Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
+            return factory;
+        }
+        catch
+        {
+            await factory.DisposeAsync();
+            throw;
+        }
+    }
+
     [Fact]
     public async Task CircuitBreaker_OpensOnFailures_ThenClosesAfterASuccessfulTrial()
     {
         using var dir = new TempSocketDirectory();
         var path = dir.Socket("b.sock");
-        var settings = ResilienceSettings.Route(path);
-        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
-        settings["Gateway:Backends:b:CircuitBreaker:MinimumThroughput"] = "2";
-        settings["Gateway:Backends:b:CircuitBreaker:BreakDuration"] = "00:00:05";
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        await using var factory = await StartWithOpenCircuitAsync(dir, path, time);
         using var client = factory.CreateClient();
         var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
 
-        // Nothing bound: two failures open the circuit; the third request is refused without sending.
-        using (var r1 = await client.GetAsync("/api/1"))
-        {
-            await ForwardingTests.ReadProblemAsync(r1, HttpStatusCode.ServiceUnavailable, "backend-absent");
-        }
-
-        using (var r2 = await client.GetAsync("/api/2"))
-        {
-            await ForwardingTests.ReadProblemAsync(r2, HttpStatusCode.ServiceUnavailable, "backend-absent");
-        }
-
-        Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
+        // The instance comes up, but the circuit is open: the request is refused without sending.
         await using var backend = await TestBackend.StartAsync(path, (_, _) => ValueTask.FromResult(BackendResponse.Text("up")));
         using (var r3 = await client.GetAsync("/api/3"))
         {
@@ -289,21 +305,10 @@ public class FaultInjectionTests
     {
         using var dir = new TempSocketDirectory();
         var path = dir.Socket("b.sock");
-        var settings = ResilienceSettings.Route(path);
-        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
-        settings["Gateway:Backends:b:CircuitBreaker:MinimumThroughput"] = "2";
-        settings["Gateway:Backends:b:CircuitBreaker:BreakDuration"] = "00:00:05";
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        await using var factory = await StartWithOpenCircuitAsync(dir, path, time);
         using var client = factory.CreateClient();
         var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
-        for (var i = 0; i < 2; i++)
-        {
-            using var failed = await client.GetAsync($"/api/{i}");
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
-        }
-
-        Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
         var calls = 0;
         var trialEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseTrial = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
