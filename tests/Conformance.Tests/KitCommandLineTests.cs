@@ -33,7 +33,9 @@ public sealed class KitCommandLineTests
         using var dir = new TempSocketDirectory();
         await using var fake = FakeBackend.PingOnly(dir.Socket("fake.sock"));
 
-        var (exitCode, stdout, _) = await RunKitAsync(["--backend", fake.Path, "--timeout", "0.5", "--check", "ping", "--check", "vector-8.1"]);
+        // The timeout bounds the PING's wait too: 0.5 s failed it about once in six runs (a fresh kit process and the
+        // fake's first datagram both JIT-compile their paths), so the failing check waits 3 s instead.
+        var (exitCode, stdout, _) = await RunKitAsync(["--backend", fake.Path, "--timeout", "3", "--check", "ping", "--check", "vector-8.1"]);
 
         Assert.Equal(1, exitCode);
         Assert.Contains("| vector-8.1 | FAIL |", stdout, StringComparison.Ordinal);

@@ -15,7 +15,7 @@ public sealed class KitSelfTests
 
         var results = await ConformanceKit.RunAsync(
             fake.Path,
-            new ConformanceOptions { Timeout = TimeSpan.FromMilliseconds(500) },
+            new ConformanceOptions { Timeout = TimeSpan.FromSeconds(3) },
             ["vector-8.1", "ping", "malformed-garbage", "retry-replay", "malformed-payload"]);
 
         var outcomes = results.ToDictionary(r => r.Name);
@@ -34,7 +34,7 @@ public sealed class KitSelfTests
         await using var fake = new FakeBackend(dir.Socket("fake.sock"), (header, _) =>
             header.Kind == MessageKind.Ping ? Control(MessageKind.Pong, header.CorrelationId, 0) : null);
 
-        var results = await ConformanceKit.RunAsync(fake.Path, new ConformanceOptions { Timeout = TimeSpan.FromMilliseconds(500) }, ["ping"]);
+        var results = await ConformanceKit.RunAsync(fake.Path, new ConformanceOptions { Timeout = TimeSpan.FromSeconds(3) }, ["ping"]);
 
         var ping = Assert.Single(results);
         Assert.Equal(CheckOutcome.Fail, ping.Outcome);
@@ -49,7 +49,7 @@ public sealed class KitSelfTests
             header.Kind == MessageKind.Ping ? Control(MessageKind.Pong, header.CorrelationId, header.Attempt) : null,
             onInvalid: _ => "nonsense"u8.ToArray());
 
-        var results = await ConformanceKit.RunAsync(fake.Path, new ConformanceOptions { Timeout = TimeSpan.FromMilliseconds(500) }, ["malformed-garbage", "malformed-bad-magic"]);
+        var results = await ConformanceKit.RunAsync(fake.Path, new ConformanceOptions { Timeout = TimeSpan.FromSeconds(3) }, ["malformed-garbage", "malformed-bad-magic"]);
 
         Assert.All(results, r => Assert.Equal(CheckOutcome.Fail, r.Outcome));
         Assert.All(results, r => Assert.Contains("invalid datagram", r.Detail, StringComparison.Ordinal));
