@@ -200,16 +200,9 @@ public static class IpcDiagnostics
 
         var correlationId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame[8..]);
         var attempt = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(frame[6..]);
-        var clock = timeProvider ?? TimeProvider.System;
-        var start = clock.GetTimestamp();
-        var activity = StartClientAttempt(client.BackendPath, correlationId, attempt);
-        InjectTraceContext(frame, activity);
-        if (attempt > 1)
-        {
-            Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, client.BackendPath));
-        }
-
-        return new ClientAttempt(activity, client.BackendPath, clock, start);
+        var traced = StartAttempt(client.BackendPath, correlationId, attempt, timeProvider);
+        InjectTraceContext(frame, traced.Activity);
+        return traced;
     }
 
     /// <summary>
@@ -225,16 +218,23 @@ public static class IpcDiagnostics
     public static ClientAttempt BeginRawAttempt(string serverPath, int attempt, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(serverPath);
+        var traced = StartAttempt(serverPath, 0, attempt, timeProvider);
+        traced.Activity?.SetTag(ModeTag, "raw");
+        return traced;
+    }
+
+    /// <summary>What every traced attempt starts with: the clock reading, the client span, a retry counted after the first.</summary>
+    private static ClientAttempt StartAttempt(string path, ulong correlationId, int attempt, TimeProvider? timeProvider)
+    {
         var clock = timeProvider ?? TimeProvider.System;
         var start = clock.GetTimestamp();
-        var activity = StartClientAttempt(serverPath, 0, attempt);
-        activity?.SetTag(ModeTag, "raw");
+        var activity = StartClientAttempt(path, correlationId, attempt);
         if (attempt > 1)
         {
-            Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, serverPath));
+            Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, path));
         }
 
-        return new ClientAttempt(activity, serverPath, clock, start);
+        return new ClientAttempt(activity, path, clock, start);
     }
 
     /// <summary>The attribute that marks a raw attempt's span (<c>gateway.ipc.mode</c> = <c>raw</c>).</summary>
@@ -258,6 +258,9 @@ public static class IpcDiagnostics
             _clock = clock;
             _start = start;
         }
+
+        /// <summary>The attempt's client span, if anything listens.</summary>
+        internal Activity? Activity => _activity;
 
         /// <summary>The attempt got its reply (a RESPONSE or an ERROR).</summary>
         /// <param name="reply">The reply.</param>

@@ -12,7 +12,6 @@ namespace Gateway.Hosting;
 
 internal static class GatewayServiceCollectionExtensions
 {
-    /// <summary>Registers the gateway: options (validated at start), route table, forwarding, listener, health.</summary>
     /// <summary>
     /// Outside Development, drops the Debug logger provider (the default builder adds it): it writes only to an attached
     /// debugger, yet as a provider without external scopes it adds two objects to every log scope every request begins
@@ -35,6 +34,7 @@ internal static class GatewayServiceCollectionExtensions
         }
     }
 
+    /// <summary>Registers the gateway: options (validated at start), route table, forwarding, listener, health.</summary>
     public static WebApplicationBuilder AddGateway(this WebApplicationBuilder builder)
     {
         var services = builder.Services;

@@ -85,17 +85,7 @@ internal sealed class ForwardingAttempt
     /// to convert results to outcomes and back: a held request keeps about 750 bytes less (bench/README.md). Never
     /// throws: every failure, also one to start (<see cref="Begin"/>), is the returned outcome.
     /// </summary>
-    public static ValueTask<Outcome<DatagramReply>> RunAsync(ResilienceContext context, ForwardingAttempt state)
-    {
-        try
-        {
-            return state.RunEnvelopeAsync(context.CancellationToken);
-        }
-        catch (Exception ex)
-        {
-            return new(Outcome.FromException<DatagramReply>(ex));
-        }
-    }
+    public static ValueTask<Outcome<DatagramReply>> RunAsync(ResilienceContext context, ForwardingAttempt state) => state.RunEnvelopeAsync(context.CancellationToken);
 
     /// <summary>
     /// The one attempt of an envelope request that is never retried, without a route pipeline: its reply timeout is the
@@ -103,61 +93,38 @@ internal sealed class ForwardingAttempt
     /// timeout strategy, the only one that would apply, would only duplicate them (and hold ~750 bytes and a timer per
     /// request, bench/README.md). The instance's circuit breaker still applies. Never throws.
     /// </summary>
-    public ValueTask<Outcome<DatagramReply>> RunOnceAsync()
+    public ValueTask<Outcome<DatagramReply>> RunOnceAsync() => RunEnvelopeAsync(CallerAborted);
+
+    /// <summary>Like <see cref="RunOnceAsync"/>, for a raw request that is never retried.</summary>
+    public ValueTask<Outcome<RawReply>> RunRawOnceAsync() => RunRawAsync(CallerAborted);
+
+    /// <summary>One attempt of a raw request (the pipeline's outcome callback): the body is the datagram. Never throws.</summary>
+    public static ValueTask<Outcome<RawReply>> RunRawAsync(ResilienceContext context, ForwardingAttempt state) => state.RunRawAsync(context.CancellationToken);
+
+    /// <summary>Not async itself (one state machine less per attempt); a failure to start is the returned outcome.</summary>
+    private ValueTask<Outcome<DatagramReply>> RunEnvelopeAsync(CancellationToken cancellationToken)
     {
         try
         {
-            return RunEnvelopeAsync(CallerAborted);
+            var (instance, attempt, remaining) = Begin();
+            var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
+
+            // The same correlation ID, the next attempt number, the budget that is left.
+            var frame = MemoryMarshal.AsMemory(_frame).Span;
+            FrameHeader.PatchAttempt(frame, (ushort)Math.Min(attempt, ushort.MaxValue));
+            FrameHeader.PatchBudget(frame, BudgetMs(remaining));
+
+            return ExecuteOnInstanceAsync(
+                instance,
+                remaining,
+                static state => SendEnvelopeAsync(state.client, state.frame, state.attemptTimeout, state.timeProvider, state.callerAborted),
+                (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
+                cancellationToken);
         }
         catch (Exception ex)
         {
             return new(Outcome.FromException<DatagramReply>(ex));
         }
-    }
-
-    /// <summary>Like <see cref="RunOnceAsync"/>, for a raw request that is never retried.</summary>
-    public ValueTask<Outcome<RawReply>> RunRawOnceAsync()
-    {
-        try
-        {
-            return RunRawAsync(CallerAborted);
-        }
-        catch (Exception ex)
-        {
-            return new(Outcome.FromException<RawReply>(ex));
-        }
-    }
-
-    /// <summary>One attempt of a raw request (the pipeline's outcome callback): the body is the datagram. Never throws.</summary>
-    public static ValueTask<Outcome<RawReply>> RunRawAsync(ResilienceContext context, ForwardingAttempt state)
-    {
-        try
-        {
-            return state.RunRawAsync(context.CancellationToken);
-        }
-        catch (Exception ex)
-        {
-            return new(Outcome.FromException<RawReply>(ex));
-        }
-    }
-
-    /// <summary>Not async itself (one state machine less per attempt); a failure to start throws, for <see cref="RunAsync"/> to catch.</summary>
-    private ValueTask<Outcome<DatagramReply>> RunEnvelopeAsync(CancellationToken cancellationToken)
-    {
-        var (instance, attempt, remaining) = Begin();
-        var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
-
-        // The same correlation ID, the next attempt number, the budget that is left.
-        var frame = MemoryMarshal.AsMemory(_frame).Span;
-        FrameHeader.PatchAttempt(frame, (ushort)Math.Min(attempt, ushort.MaxValue));
-        FrameHeader.PatchBudget(frame, BudgetMs(remaining));
-
-        return ExecuteOnInstanceAsync(
-            instance,
-            remaining,
-            static state => SendEnvelopeAsync(state.client, state.frame, state.attemptTimeout, state.timeProvider, state.callerAborted),
-            (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
-            cancellationToken);
     }
 
     /// <summary>
@@ -191,17 +158,24 @@ internal sealed class ForwardingAttempt
         return Outcome.FromResult(reply);
     }
 
-    /// <summary>Like <see cref="RunEnvelopeAsync"/>: not async itself; a failure to start throws, for <see cref="RunRawAsync(ResilienceContext, ForwardingAttempt)"/> to catch.</summary>
+    /// <summary>Like <see cref="RunEnvelopeAsync"/>: not async itself; a failure to start is the returned outcome.</summary>
     private ValueTask<Outcome<RawReply>> RunRawAsync(CancellationToken cancellationToken)
     {
-        var (instance, attempt, remaining) = Begin();
-        var client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
-        return ExecuteOnInstanceAsync(
-            instance,
-            remaining,
-            static state => ExchangeRawAsync(state.client, state.body, state.attempt, state.attemptTimeout, state.timeProvider, state.callerAborted),
-            (client, body: _frame, attempt, attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
-            cancellationToken);
+        try
+        {
+            var (instance, attempt, remaining) = Begin();
+            var client = instance.RawClient ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no raw client.");
+            return ExecuteOnInstanceAsync(
+                instance,
+                remaining,
+                static state => ExchangeRawAsync(state.client, state.body, state.attempt, state.attemptTimeout, state.timeProvider, state.callerAborted),
+                (client, body: _frame, attempt, attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
+                cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            return new(Outcome.FromException<RawReply>(ex));
+        }
     }
 
     /// <summary>The breaker's callback for a raw attempt: one client span per attempt, like an envelope attempt's.</summary>

@@ -62,7 +62,8 @@ internal sealed class InstanceResilience : IDisposable
 
     /// <summary>
     /// The instance's circuit breaker (Polly), typed by the replies the instance gives (<see cref="DatagramReply"/> for an
-    /// envelope backend, the raw reply for a raw one); wraps each attempt sent to the instance. Typed, so that Polly
+    /// envelope backend, the raw reply for a raw one); it samples each attempt's outcome, wrapping the attempt only while
+    /// the circuit is not closed (see <c>ForwardingAttempt.ExecuteOnInstanceAsync</c>). Typed, so that Polly
     /// runs it without bridging every call through <see cref="object"/> (three fewer state machines per held request).
     /// Built on first use; an instance only ever answers one kind of reply.
     /// </summary>
