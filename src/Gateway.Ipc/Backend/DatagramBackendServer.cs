@@ -174,6 +174,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         // Without traffic nothing else would free expired replies and abandoned partial messages.
         _maintenance = _timeProvider.CreateTimer(static state => ((DatagramBackendServer)state!).Sweep(), this, MaintenancePeriod, MaintenancePeriod);
         Log.Listening(_logger, SocketPath, _maxConcurrency, _cache.MaxEntries, _cache.Ttl);
+        var queueLength = UnixDatagramQueue.ReadMaxLength();
+        if (UnixDatagramQueue.IsBelowRecommended(queueLength))
+        {
+            Log.SmallDatagramQueue(_logger, SocketPath, queueLength!.Value + 1, queueLength.Value, UnixDatagramQueue.RecommendedMinimum);
+        }
+
         return Task.CompletedTask;
     }
 

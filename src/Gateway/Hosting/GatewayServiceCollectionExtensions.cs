@@ -1,7 +1,9 @@
 using Gateway.Apis;
 using Gateway.Configuration;
+using Gateway.Diagnostics;
 using Gateway.Forwarding;
 using Gateway.Health;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Routing;
 using Gateway.Security;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -120,12 +122,18 @@ internal sealed class RequestIdMiddleware(RequestDelegate next, IOptions<Gateway
     }
 }
 
-/// <summary>Logs the route and backend summary once the host has started.</summary>
-internal sealed class StartupSummary(RouteTableProvider provider) : IHostedService
+/// <summary>Logs the route and backend summary once the host has started, and advises on a short datagram queue.</summary>
+internal sealed class StartupSummary(RouteTableProvider provider, ILogger<StartupSummary> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         provider.LogSummary();
+        var queueLength = UnixDatagramQueue.ReadMaxLength();
+        if (UnixDatagramQueue.IsBelowRecommended(queueLength))
+        {
+            Log.SmallDatagramQueue(logger, queueLength!.Value + 1, queueLength.Value, UnixDatagramQueue.RecommendedMinimum);
+        }
+
         return Task.CompletedTask;
     }
 

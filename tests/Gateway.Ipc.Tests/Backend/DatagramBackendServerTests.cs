@@ -816,6 +816,29 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
         return answered;
     }
 
+    [Fact]
+    public async Task Start_AdvisesRaisingTheKernelsDatagramQueue_ExactlyWhenItIsShort()
+    {
+        var logs = new LogCapture();
+        var server = await StartAsync((_, _) => ValueTask.FromResult(new BackendResponse()), logs: logs);
+
+        // StartAsync logs "listening" (2000), then the advice.
+        Assert.Contains(logs.Events, e => e.EventId == 2000);
+        var advice = logs.Events.Where(e => e.EventId == 2023).ToList();
+        var setting = UnixDatagramQueue.ReadMaxLength();
+        if (UnixDatagramQueue.IsBelowRecommended(setting))
+        {
+            var entry = Assert.Single(advice);
+            Assert.Equal(LogLevel.Information, entry.Level);
+            Assert.Contains(server.SocketPath, entry.Message, StringComparison.Ordinal);
+            Assert.Contains($"at most {setting + 1} datagrams (net.unix.max_dgram_qlen = {setting})", entry.Message, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Empty(advice);
+        }
+    }
+
     private async Task<DatagramBackendServer> StartAsync(DatagramHandler handler, Action<DatagramBackendOptions>? configure = null, TimeProvider? time = null, LogCapture? logs = null)
     {
         var options = new DatagramBackendOptions { SocketPath = _dir.Socket($"b{_servers.Count}.sock") };

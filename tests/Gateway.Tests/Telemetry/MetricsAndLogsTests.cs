@@ -1,5 +1,6 @@
 using System.Net;
 using Gateway.Ipc.Backend;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Testing;
 using Gateway.Tests.Infrastructure;
@@ -91,6 +92,35 @@ public class MetricsAndLogsTests
         Assert.Equal(0, Sum(m, "gateway.backend.datagrams.dropped", server, ("gateway.drop_reason", "malformed")));
         Assert.Equal(0, Sum(m, "gateway.backend.requests.active", server));
         Assert.Equal(0, Gauge(m, "gateway.circuit.state", ("gateway.backend", "mb"), server)); // closed
+    }
+
+    [Fact]
+    public async Task Startup_AdvisesRaisingTheKernelsDatagramQueue_ExactlyWhenItIsShort()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (_, _) => ValueTask.FromResult(new BackendResponse()));
+        var logs = new CapturingLoggerProvider();
+        var settings = Route(backend.SocketPath, "advised", "ab");
+        settings["Logging:LogLevel:Gateway"] = "Information";
+        await using var factory = new GatewayFactory(dir, settings, services =>
+            services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(logs));
+        using var client = factory.CreateClient();
+
+        // The startup summary logs the backends (1011), then the advice, in one call during host start.
+        Assert.Contains(logs.Entries, e => e.EventId == 1011);
+        var advice = logs.Entries.Where(e => e.EventId == 1017).ToList();
+        var setting = UnixDatagramQueue.ReadMaxLength();
+        if (UnixDatagramQueue.IsBelowRecommended(setting))
+        {
+            var entry = Assert.Single(advice);
+            Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Information, entry.Level);
+            Assert.Contains($"at most {setting + 1} datagrams (net.unix.max_dgram_qlen = {setting})", entry.Message, StringComparison.Ordinal);
+            Assert.Contains("64 or more", entry.Message, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Empty(advice);
+        }
     }
 
     [Fact]
