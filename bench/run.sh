@@ -6,6 +6,8 @@
 #                           asserts nothing about speed; writes into a temp dir (printed)
 # Options: --rounds N  --duration S  --warmup S  --nginx-workers N|auto  --scale-connections N  --scale-delay-ms N
 #          --no-scale  --no-build  --out DIR
+#          --dgram-qlen N  start the gateway and its echo backend with net.unix.max_dgram_qlen=N (root; the README's
+#                          "Tuning"): the sysctl is set just before they start and restored once their sockets exist
 # Targets, run alternately in the same run (order rotates every round):
 #   gateway  the gateway (src/Gateway) forwarding to the C# echo sample (samples/EchoBackend) over datagrams
 #   direct   bench/DirectEcho: the same echo served by Kestrel on a Unix socket (the ceiling, no extra hop)
@@ -16,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 SMOKE=0 ROUNDS=3 DURATION=4 WARMUP=1 NGINX_WORKERS=auto SCALE=1 BUILD=1 OUT=""
-SCALE_CONNECTIONS=10000 SCALE_DELAY_MS=3000
+SCALE_CONNECTIONS=10000 SCALE_DELAY_MS=3000 DGRAM_QLEN=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --smoke) SMOKE=1; ROUNDS=1; DURATION=1; WARMUP=0.3; SCALE_CONNECTIONS=500; SCALE_DELAY_MS=300 ;;
@@ -28,12 +30,20 @@ while [[ $# -gt 0 ]]; do
     --scale-delay-ms) SCALE_DELAY_MS=$2; shift ;;
     --no-scale) SCALE=0 ;;
     --no-build) BUILD=0 ;;
+    --dgram-qlen) DGRAM_QLEN=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+QLEN_FILE=/proc/sys/net/unix/max_dgram_qlen
+DEFAULT_QLEN=$(cat "$QLEN_FILE" 2>/dev/null || echo '?')
+if [[ -n $DGRAM_QLEN ]]; then
+  [[ $DGRAM_QLEN =~ ^[0-9]+$ ]] || { echo "--dgram-qlen: '$DGRAM_QLEN' is not a number" >&2; exit 2; }
+  [[ -w $QLEN_FILE ]] || { echo "--dgram-qlen needs root (it writes $QLEN_FILE)" >&2; exit 2; }
+fi
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -41,8 +51,10 @@ DIR=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 KEEP_DIR=0
 chmod 700 "$DIR"
 PIDS=()
+restore_qlen() { if [[ -n $DGRAM_QLEN && $DEFAULT_QLEN != '?' ]]; then echo "$DEFAULT_QLEN" >"$QLEN_FILE"; fi; }
 cleanup() {
   local pid
+  restore_qlen
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -114,6 +126,9 @@ if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
   # The scale test holds SCALE_CONNECTIONS requests at once: the echo's MaxConcurrency (default 1,024) and the
   # gateway's MaxInFlightPerInstance (default 1,024) are raised above it, as a deployment expecting that load would.
   HOLD=$((SCALE_CONNECTIONS > 1024 ? SCALE_CONNECTIONS + 1024 : 2048))
+  # A socket takes net.unix.max_dgram_qlen when it is created: the echo's socket at start, the gateway's reply socket
+  # by the time /echo/ready answers. nginx and DirectEcho use stream sockets, which the setting does not affect.
+  if [[ -n $DGRAM_QLEN ]]; then log "net.unix.max_dgram_qlen $DEFAULT_QLEN -> $DGRAM_QLEN for the gateway and echo"; echo "$DGRAM_QLEN" >"$QLEN_FILE"; fi
   dotnet "$ECHO_DLL" --Backend:SocketPath="$DIR/echo.sock" --Backend:MaxConcurrency="$HOLD" --Logging:LogLevel:Default=Warning >"$DIR/echo.log" 2>&1 &
   ECHO_PID=$!; PIDS+=("$ECHO_PID")
   dotnet "$GATEWAY_DLL" --Gateway:Listen:UnixSocket="$DIR/gw.sock" --Gateway:DemoBackend:Enabled=false \
@@ -123,6 +138,7 @@ if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
   GATEWAY_PID=$!; PIDS+=("$GATEWAY_PID")
   if wait_http "$DIR/gw.sock" /echo/ready 20 && alive "$ECHO_PID"; then
     GATEWAY_OK=1
+    restore_qlen
   else
     GATEWAY_REASON="the gateway did not answer 200 on $DIR/gw.sock /echo/ready within 20 s (last HTTP status: ${LAST_CODE:-none}; gateway $(alive "$GATEWAY_PID" && echo running || echo "exited: $(tail -c 300 "$DIR/gateway.log" | tr '\n' ' ')"); echo backend $(alive "$ECHO_PID" && echo running || echo "exited: $(tail -c 200 "$DIR/echo.log" | tr '\n' ' ')"))"
     kill -TERM "$GATEWAY_PID" "$ECHO_PID" 2>/dev/null || true
@@ -196,6 +212,11 @@ NOTES=(
   --note "load average (1/5/15 min) before: $LOAD_START, after: $LOAD_END (other work on the machine skews absolute numbers; ratios from the same run are the result)"
 )
 [[ $GATEWAY_OK -eq 1 ]] || NOTES+=(--note "target gateway UNAVAILABLE: $GATEWAY_REASON")
+if [[ -n $DGRAM_QLEN ]]; then
+  NOTES+=(--note "**tuned: the gateway and its echo backend were started with net.unix.max_dgram_qlen=$DGRAM_QLEN** (the machine's value, $DEFAULT_QLEN, for everything else; see the README's \"Tuning\")")
+else
+  NOTES+=(--note "net.unix.max_dgram_qlen = $DEFAULT_QLEN (the kernel's datagram queue length; \`--dgram-qlen N\` measures the tuned deployment)")
+fi
 [[ $SCALE -eq 1 ]] && NOTES+=(--note "scale test: $SCALE_CONNECTIONS connections x 1 request, x-echo-delay-ms $SCALE_DELAY_MS")
 "${LOADGEN[@]}" report --in "$RAW" --scale "$DIR/scale.jsonl" --md "$MD" --svg "$SVG" \
   --title "Gateway vs nginx vs direct Kestrel (Unix sockets)" "${NOTES[@]}" >/dev/null
