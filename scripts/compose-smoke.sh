@@ -4,7 +4,7 @@
 # replies, the socket permissions, the HEALTHCHECK and the SIGTERM shutdown, then remove every
 # container, network and volume of the run (the built images are kept as build cache).
 #
-#   scripts/compose-smoke.sh              # podman + podman-compose (see docs/README-sidecar.md)
+#   scripts/compose-smoke.sh              # podman + podman-compose (see the README, "Run as a sidecar")
 #   COMPOSE="docker compose" ENGINE=docker scripts/compose-smoke.sh
 #
 # Knobs: PROJECT (compose project name, default gwsmoke<pid>), WAIT_SECONDS (start-up bound, 90),
@@ -144,6 +144,20 @@ head -c 150000 /dev/zero | tr '\0' 'A' > "$BODY.BIG"
 request "raw POST 150 kB (one datagram each way)" 200 "@$BODY.BIG" "" --data-binary "@$BODY.big" http://localhost/raw/big
 request "no route -> 404" 404 '*' "" http://localhost/nowhere
 log "requests: $(elapsed "$t")"
+
+# ------------------------------------------------------------------ datagram queue length (sysctls in docker-compose.yml)
+for s in "${SERVICES[@]}"; do
+  got=$($ENGINE exec "$(cid "$s")" cat /proc/sys/net/unix/max_dgram_qlen 2>/dev/null || echo '?')
+  [ "$got" = 256 ] && ok "$s: net.unix.max_dgram_qlen $got" || fail "$s: net.unix.max_dgram_qlen '$got', want 256 (sysctls in docker-compose.yml)"
+done
+GATEWAY_LOG=$($ENGINE logs "$(cid gateway)" 2>&1 || true)
+if ! grep -q 'Listening on unix:' <<<"$GATEWAY_LOG"; then
+  fail "the gateway's log has no 'Listening on unix:' line, so its startup advice cannot be checked"
+elif grep -q 'net.unix.max_dgram_qlen = ' <<<"$GATEWAY_LOG"; then
+  fail "the gateway advises raising net.unix.max_dgram_qlen although compose sets it"
+else
+  ok "gateway: startup log without advice to raise net.unix.max_dgram_qlen"
+fi
 
 # ------------------------------------------------------------------ permissions in the volume
 for f in gateway.sock:1654 echo.sock:1655 raw-echo.sock:1656; do
