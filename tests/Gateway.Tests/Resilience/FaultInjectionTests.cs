@@ -245,6 +245,10 @@ public class FaultInjectionTests
         response.Dispose();
     }
 
+    /// <summary>The one instance of backend <c>b</c> in the factory's current route table.</summary>
+    private static BackendInstance OnlyInstance(GatewayFactory factory) =>
+        factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+
     /// <summary>
     /// A gateway with one instance at <paramref name="path"/> (nothing bound yet), no retries, a breaker that opens after
     /// two failures for 5 s of <paramref name="time"/>: two requests have failed (503 <c>backend-absent</c>) and opened it.
@@ -265,7 +269,7 @@ public class FaultInjectionTests
                 await ForwardingTests.ReadProblemAsync(failed, HttpStatusCode.ServiceUnavailable, "backend-absent");
             }
 
-            var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+            var instance = OnlyInstance(factory);
             Assert.Equal(CircuitState.Open, instance.Resilience.Circuit.CircuitState);
             return factory;
         }
@@ -284,7 +288,7 @@ public class FaultInjectionTests
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var factory = await StartWithOpenCircuitAsync(dir, path, time);
         using var client = factory.CreateClient();
-        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        var instance = OnlyInstance(factory);
 
         // The instance comes up, but the circuit is open: the request is refused without sending.
         await using var backend = await TestBackend.StartAsync(path, (_, _) => ValueTask.FromResult(BackendResponse.Text("up")));
@@ -308,7 +312,7 @@ public class FaultInjectionTests
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var factory = await StartWithOpenCircuitAsync(dir, path, time);
         using var client = factory.CreateClient();
-        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        var instance = OnlyInstance(factory);
         var calls = 0;
         var trialEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseTrial = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -359,7 +363,7 @@ public class FaultInjectionTests
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
         using var client = factory.CreateClient();
-        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        var instance = OnlyInstance(factory);
 
         var slow = client.GetAsync("/api/slow");
         await slowEntered.Task.WaitAsync(HangGuard);
@@ -460,7 +464,7 @@ public class FaultInjectionTests
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
         using var client = factory.CreateClient();
-        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        var instance = OnlyInstance(factory);
         var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         instance.Resilience.OnQueued = () => waiting.TrySetResult();
 
@@ -503,7 +507,7 @@ public class FaultInjectionTests
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
         using var client = factory.CreateClient();
-        var instance = factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
+        var instance = OnlyInstance(factory);
         var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         instance.Resilience.OnQueued = () => waiting.TrySetResult();
 
