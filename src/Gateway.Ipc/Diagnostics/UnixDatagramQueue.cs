@@ -6,16 +6,13 @@ namespace Gateway.Ipc.Diagnostics;
 /// The kernel's length limit of Unix datagram receive queues, <c>net.unix.max_dgram_qlen</c>: a socket created while it
 /// is N queues at most N + 1 datagrams, and a sender to a full queue waits (or gets <c>EAGAIN</c>). Linux's default is 10,
 /// which stalls a busy gateway and backend (both queues fill at a few dozen requests in flight); raising it to
-/// <see cref="RecommendedMinimum"/> or more before the processes start measured 40–60 % more throughput at 32 requests in
-/// flight (bench/README.md). The setting belongs to the network namespace and is read when a socket is created.
+/// <see cref="RecommendedMinimum"/> or more before the processes start measured 22–26 % more throughput at 32 requests in
+/// flight and 41–47 % at 256 (bench/README.md). The setting belongs to the network namespace and is read when a socket is created.
 /// </summary>
 public static class UnixDatagramQueue
 {
     /// <summary>Where the setting is read: <c>/proc/sys/net/unix/max_dgram_qlen</c> (of the caller's network namespace).</summary>
     public const string SettingPath = "/proc/sys/net/unix/max_dgram_qlen";
-
-    /// <summary>The sysctl's name, for messages.</summary>
-    public const string SettingName = "net.unix.max_dgram_qlen";
 
     /// <summary>Below this value the startup logs of the gateway and of <see cref="Backend.DatagramBackendServer"/> advise raising it.</summary>
     public const int RecommendedMinimum = 64;
