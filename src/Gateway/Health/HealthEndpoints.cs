@@ -10,6 +10,7 @@ internal static class HealthEndpoints
 {
     private const string LiveTag = "live";
     private const string ReadyTag = "ready";
+    private const string JsonContentType = "application/json";
 
     public static IServiceCollection AddGatewayHealthChecks(this IServiceCollection services)
     {
@@ -21,10 +22,20 @@ internal static class HealthEndpoints
 
     public static IEndpointRouteBuilder MapGatewayHealthChecks(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(LiveTag), ResponseWriter = WriteJsonAsync })
-            .WithName("Liveness").WithTags("Health").WithMetadata(HealthEndpointMetadata.Instance).DisableRateLimiting();
-        endpoints.MapHealthChecks("/readyz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(ReadyTag), ResponseWriter = WriteJsonAsync })
-            .WithName("Readiness").WithTags("Health").WithMetadata(HealthEndpointMetadata.Instance).DisableRateLimiting();
+        // ResultStatusCodes are the health-check middleware's defaults, stated so the document and the behaviour agree.
+        var live = new HealthCheckOptions { Predicate = r => r.Tags.Contains(LiveTag), ResponseWriter = WriteJsonAsync };
+        endpoints.MapHealthChecks("/healthz", live)
+            .WithName("Liveness").WithTags("Health")
+            .WithSummary("Liveness: 200 while the gateway process runs and serves HTTP (it checks no backend).")
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status200OK, typeof(void), [JsonContentType]) { Description = "The process is alive." })
+            .WithMetadata(HealthEndpointMetadata.Instance).DisableRateLimiting();
+        var ready = new HealthCheckOptions { Predicate = r => r.Tags.Contains(ReadyTag), ResponseWriter = WriteJsonAsync };
+        endpoints.MapHealthChecks("/readyz", ready)
+            .WithName("Readiness").WithTags("Health")
+            .WithSummary("Readiness: 200 when every routed backend has an instance that is neither ejected nor open, else 503.")
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status200OK, typeof(void), [JsonContentType]) { Description = "Every routed backend has a healthy instance; per-instance detail in `checks.backends.data`." })
+            .WithMetadata(new ProducesResponseTypeMetadata(ready.ResultStatusCodes[HealthStatus.Unhealthy], typeof(void), [JsonContentType]) { Description = "At least one routed backend has no healthy instance (named in `checks.backends.description`)." })
+            .WithMetadata(HealthEndpointMetadata.Instance).DisableRateLimiting();
         return endpoints;
     }
 

@@ -157,6 +157,23 @@ public class OpenApiDocumentTests
     }
 
     [Fact]
+    public async Task Document_HealthEndpoints_HaveDistinctSummaries_AndReadinessDocuments503()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var factory = new GatewayFactory(dir, Settings(dir));
+        using var client = factory.CreateClient();
+
+        var document = await GetDocumentAsync(client);
+
+        var live = Operation(document, "/healthz", "get");
+        var ready = Operation(document, "/readyz", "get");
+        Assert.StartsWith("Liveness", (string?)live["summary"], StringComparison.Ordinal);
+        Assert.StartsWith("Readiness", (string?)ready["summary"], StringComparison.Ordinal);
+        Assert.Equal(["200"], live["responses"]!.AsObject().Select(r => r.Key));
+        Assert.Equal(["200", "503"], ready["responses"]!.AsObject().Select(r => r.Key).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Document_Servers_PointAtTheLoopbackTcpListener_WhenItIsOn()
     {
         using var dir = new TempSocketDirectory();
