@@ -6,8 +6,7 @@
 #                           asserts nothing about speed; writes into a temp dir (printed)
 # Options: --rounds N  --duration S  --warmup S  --nginx-workers N|auto  --scale-connections N  --scale-delay-ms N
 #          --no-scale  --no-build  --out DIR
-#          --dgram-qlen N  start the gateway and its echo backend with net.unix.max_dgram_qlen=N (root; the README's
-#                          "Performance and tuning"): the sysctl is set just before they start and restored once their sockets exist
+#          --dgram-qlen N  start the gateway and its echo backend with net.unix.max_dgram_qlen=N (root; docs/performance.md): the sysctl is set just before they start and restored once their sockets exist
 # Targets, run alternately in the same run (order rotates every round):
 #   gateway  the gateway (src/Gateway) forwarding to the C# echo sample (samples/EchoBackend) over datagrams
 #   direct   bench/DirectEcho: the same echo served by Kestrel on a Unix socket (the ceiling, no extra hop)
@@ -213,7 +212,7 @@ NOTES=(
 )
 [[ $GATEWAY_OK -eq 1 ]] || NOTES+=(--note "target gateway UNAVAILABLE: $GATEWAY_REASON")
 if [[ -n $DGRAM_QLEN ]]; then
-  NOTES+=(--note "**tuned: the gateway and its echo backend were started with net.unix.max_dgram_qlen=$DGRAM_QLEN** (the machine's value, $DEFAULT_QLEN, for everything else; see the README's \"Performance and tuning\")")
+  NOTES+=(--note "**tuned: the gateway and its echo backend were started with net.unix.max_dgram_qlen=$DGRAM_QLEN** (the machine's value, $DEFAULT_QLEN, for everything else; see docs/performance.md)")
 else
   NOTES+=(--note "net.unix.max_dgram_qlen = $DEFAULT_QLEN (the kernel's datagram queue length; \`--dgram-qlen N\` measures the tuned deployment)")
 fi

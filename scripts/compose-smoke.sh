@@ -4,7 +4,7 @@
 # replies, the socket permissions, the HEALTHCHECK and the SIGTERM shutdown, then remove every
 # container, network and volume of the run (the built images are kept as build cache).
 #
-#   scripts/compose-smoke.sh              # podman + podman-compose (see the README, "Run as a sidecar")
+#   scripts/compose-smoke.sh              # podman + podman-compose (see docs/sidecar.md)
 #   COMPOSE="docker compose" ENGINE=docker scripts/compose-smoke.sh
 #
 # Knobs: PROJECT (compose project name, default gwsmoke<pid>), WAIT_SECONDS (start-up bound, 90),

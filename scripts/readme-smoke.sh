@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's quick start exactly as written: starts the gateway with the README's run command, then runs
-# every "$ curl ..." line of the README's ```console blocks and compares its output with the lines under it.
+# every "$ curl --unix-socket ..." line of the ```console blocks of the README and of docs/*.md (the pages it links
+# to) and compares its output with the lines under it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 readme=README.md
@@ -22,9 +23,9 @@ done
 curl -sf --unix-socket "$socket" http://localhost/healthz >/dev/null || { echo "gateway did not become healthy:"; cat "$log"; exit 1; }
 
 # Extract (command, expected output) pairs from ```console blocks.
-python3 - "$readme" >"$log.cases" <<'PY'
+python3 - "$readme" docs/*.md >"$log.cases" <<'PY'
 import sys, json
-lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+lines = [l for f in sys.argv[1:] for l in open(f, encoding="utf-8").read().splitlines() + ["```"]]
 cases, inblock, cur = [], False, None
 for line in lines:
     if line.strip() == "```console":
@@ -57,6 +58,6 @@ while IFS= read -r case; do
   fi
 done <"$log.cases"
 rm -f "$log.cases" "$log.err"
-[ "$n" -gt 0 ] || { echo "README has no curl --unix-socket examples in console blocks"; exit 1; }
+[ "$n" -gt 0 ] || { echo "README and docs/ have no curl --unix-socket examples in console blocks"; exit 1; }
 echo "README smoke: $n commands, $bad failed"
 [ "$bad" -eq 0 ]

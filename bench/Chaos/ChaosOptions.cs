@@ -18,7 +18,7 @@ internal sealed class ChaosOptions
           --out FILE        also write the report (markdown) to FILE
           --gateway DLL     the gateway (default src/Gateway/bin/Release/net10.0/Gateway.dll)
           --backend DLL     the backend (default samples/KeyValueBackend/bin/Release/net10.0/KeyValueBackend.dll)
-          --rss-margin-mib N  allowed end RSS above the baseline (default 96, see README "Chaos soak")
+          --rss-margin-mib N  allowed end RSS above the baseline (default 96, see docs/resilience.md, "Chaos soak")
           --keep            keep the temp directory (logs, journals)
         """;
 

@@ -162,7 +162,7 @@ internal sealed class ChaosRun(ChaosOptions options)
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
             var header = string.Create(
                 CultureInfo.InvariantCulture,
-                $"# Chaos soak, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC\n\n`bench/chaos.sh {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}` on {Environment.ProcessorCount} cores (shared), .NET {Environment.Version}. What each line proves: README, \"Chaos soak\".\n\n");
+                $"# Chaos soak, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC\n\n`bench/chaos.sh {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}` on {Environment.ProcessorCount} cores (shared), .NET {Environment.Version}. What each line proves: docs/resilience.md, \"Chaos soak\".\n\n");
             await File.WriteAllTextAsync(outPath, header + "```\n" + _report + "```\n");
         }
 

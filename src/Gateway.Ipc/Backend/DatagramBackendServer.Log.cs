@@ -78,7 +78,7 @@ public sealed partial class DatagramBackendServer
         [LoggerMessage(2022, LogLevel.Warning, "{Count} more datagrams were dropped or refused on {SocketPath} since the last such warning (logged at Debug; every one is counted in the backend's statistics).")]
         public static partial void DropsDemoted(ILogger logger, long count, string socketPath);
 
-        [LoggerMessage(2023, LogLevel.Information, "{SocketPath} queues at most {QueueLength} datagrams (net.unix.max_dgram_qlen = {MaxDgramQlen}): under concurrent load senders wait on it. Set net.unix.max_dgram_qlen to {Recommended} or more (e.g. 256) before the backend starts; see the README's \"Performance and tuning\".")]
+        [LoggerMessage(2023, LogLevel.Information, "{SocketPath} queues at most {QueueLength} datagrams (net.unix.max_dgram_qlen = {MaxDgramQlen}): under concurrent load senders wait on it. Set net.unix.max_dgram_qlen to {Recommended} or more (e.g. 256) before the backend starts; see the gateway's docs/performance.md.")]
         public static partial void SmallDatagramQueue(ILogger logger, string socketPath, int queueLength, int maxDgramQlen, int recommended);
     }
 }

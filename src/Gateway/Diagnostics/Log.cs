@@ -34,7 +34,7 @@ internal static partial class Log
     [LoggerMessage(1016, LogLevel.Warning, "Reply socket directory {Directory} is writable by other users (mode {Mode}); they could replace reply sockets. Make it private (e.g. 0700 or 2770 with a shared group) or set Gateway:Backends:<name>:ReplyUid")]
     public static partial void ReplyDirectoryNotPrivate(ILogger logger, string directory, string mode);
 
-    [LoggerMessage(1017, LogLevel.Information, "Unix datagram sockets created now queue at most {QueueLength} datagrams (net.unix.max_dgram_qlen = {MaxDgramQlen}): under concurrent load the reply sockets and the backends' sockets fill and senders wait. Set net.unix.max_dgram_qlen to {Recommended} or more (e.g. 256) before the gateway and its backends start; see the README's \"Performance and tuning\".")]
+    [LoggerMessage(1017, LogLevel.Information, "Unix datagram sockets created now queue at most {QueueLength} datagrams (net.unix.max_dgram_qlen = {MaxDgramQlen}): under concurrent load the reply sockets and the backends' sockets fill and senders wait. Set net.unix.max_dgram_qlen to {Recommended} or more (e.g. 256) before the gateway and its backends start; see docs/performance.md.")]
     public static partial void SmallDatagramQueue(ILogger logger, int queueLength, int maxDgramQlen, int recommended);
 
     [LoggerMessage(1015, LogLevel.Information, "Demo echo backend listening on {SocketPath} (route /echo/{{**rest}})")]

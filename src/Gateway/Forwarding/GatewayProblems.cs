@@ -27,7 +27,7 @@ internal enum GatewayFailure
 }
 
 /// <summary>
-/// The one mapping from failure kind to HTTP status and RFC 9457 problem type. Documented in README.md
+/// The one mapping from failure kind to HTTP status and RFC 9457 problem type. Documented in docs/api.md
 /// ("Errors").
 /// </summary>
 internal static class GatewayProblems

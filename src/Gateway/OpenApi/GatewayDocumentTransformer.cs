@@ -266,7 +266,7 @@ internal sealed class GatewayDocumentTransformer(RouteTableProvider routes, Endp
             Description = "RFC 9457 problem details, as every gateway error is returned (`application/problem+json`).",
             Properties = new Dictionary<string, IOpenApiSchema>
             {
-                ["type"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "`urn:gateway:problem:<kind>` (see the README's error table)." },
+                ["type"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "`urn:gateway:problem:<kind>` (see docs/api.md, Errors)." },
                 ["title"] = new OpenApiSchema { Type = JsonSchemaType.String },
                 ["status"] = new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" },
                 ["detail"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "The reason, in words." },
