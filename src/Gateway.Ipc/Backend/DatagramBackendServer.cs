@@ -569,6 +569,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                 switch (entry.Reason)
                 {
                     case CancelReason.ClientCancel:
+                        IpcDiagnostics.SetServerCancelled(activity);
                         Log.CancelledByClient(_logger, request.CorrelationId);
                         _cache.Remove(entry);
                         return;

@@ -64,6 +64,18 @@ public static class IpcDiagnostics
     /// <summary>Attribute: the error class (semantic conventions).</summary>
     public const string ErrorTypeTag = "error.type";
 
+    /// <summary>
+    /// Bucket boundaries, in seconds, advised for every duration histogram of the gateway and of Gateway.Ipc
+    /// (<see cref="InstrumentAdvice{T}"/>): from 100 µs (a datagram round trip on one machine is ~30–60 µs, a whole
+    /// forwarded request ~150 µs) to 60 s (twice the default 30 s budget). Without advice the OpenTelemetry SDK uses its
+    /// millisecond-scale defaults (0, 5, 10, 25, … 10,000), and every duration in seconds falls in the first bucket.
+    /// </summary>
+    public static IReadOnlyList<double> DurationBucketBoundaries { get; } =
+        [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+    /// <summary>The advice carrying <see cref="DurationBucketBoundaries"/>, for a histogram in seconds.</summary>
+    public static InstrumentAdvice<double> DurationAdvice { get; } = new() { HistogramBucketBoundaries = DurationBucketBoundaries };
+
     private static readonly string? Version = typeof(IpcDiagnostics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion;
 
     private static readonly Histogram<double> AttemptDuration;
@@ -75,12 +87,12 @@ public static class IpcDiagnostics
     {
         ActivitySource = new ActivitySource(ActivitySourceName, Version);
         Meter = new Meter(MeterName, Version);
-        AttemptDuration = Meter.CreateHistogram<double>(
-            "gateway.ipc.client.attempt.duration", "s", "Duration of one datagram attempt, from sending the REQUEST to its reply or failure.");
+        AttemptDuration = Meter.CreateHistogram(
+            "gateway.ipc.client.attempt.duration", "s", "Duration of one datagram attempt, from sending the REQUEST to its reply or failure.", tags: null, DurationAdvice);
         Timeouts = Meter.CreateCounter<long>("gateway.ipc.client.timeouts", "{attempt}", "Datagram attempts that got no reply within their timeout.");
         Retries = Meter.CreateCounter<long>("gateway.ipc.client.retries", "{attempt}", "Datagram attempts with an attempt number above 1 (retries).");
-        SendQueueWait = Meter.CreateHistogram<double>(
-            "gateway.ipc.client.send_queue.wait", "s", "Time a send waited because the backend's receive queue was full.");
+        SendQueueWait = Meter.CreateHistogram(
+            "gateway.ipc.client.send_queue.wait", "s", "Time a send waited because the backend's receive queue was full.", tags: null, DurationAdvice);
     }
 
     /// <summary>The <see cref="System.Diagnostics.ActivitySource"/> of Gateway.Ipc.</summary>
@@ -95,8 +107,9 @@ public static class IpcDiagnostics
     /// <param name="backendPath">The backend's socket path.</param>
     /// <param name="correlationId">The request's correlation ID.</param>
     /// <param name="attempt">The attempt number (1 = first try).</param>
+    /// <param name="method">The HTTP method of the request (<c>http.request.method</c>), if known.</param>
     /// <returns>The started activity (it becomes <see cref="Activity.Current"/>), or <see langword="null"/>.</returns>
-    public static Activity? StartClientAttempt(string backendPath, ulong correlationId, int attempt)
+    public static Activity? StartClientAttempt(string backendPath, ulong correlationId, int attempt, string? method = null)
     {
         ArgumentNullException.ThrowIfNull(backendPath);
         if (!ActivitySource.HasListeners())
@@ -117,6 +130,10 @@ public static class IpcDiagnostics
             }
 
             activity.SetTag(AttemptTag, attempt);
+            if (method is not null)
+            {
+                activity.SetTag(HttpRequestMethodTag, method);
+            }
         }
 
         return activity;
@@ -200,7 +217,8 @@ public static class IpcDiagnostics
 
         var correlationId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(frame[8..]);
         var attempt = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(frame[6..]);
-        var traced = StartAttempt(client.BackendPath, correlationId, attempt, timeProvider);
+        var method = ActivitySource.HasListeners() ? RequestMethod(frame) : null;
+        var traced = StartAttempt(client.BackendPath, correlationId, attempt, timeProvider, method);
         InjectTraceContext(frame, traced.Activity);
         return traced;
     }
@@ -214,21 +232,22 @@ public static class IpcDiagnostics
     /// <param name="serverPath">The raw daemon's socket path.</param>
     /// <param name="attempt">The attempt number (1 for the first).</param>
     /// <param name="timeProvider">The clock for the duration metric (default <see cref="TimeProvider.System"/>).</param>
+    /// <param name="method">The HTTP method of the request that the exchange carries (<c>http.request.method</c>), if known.</param>
     /// <returns>The attempt, to complete once.</returns>
-    public static ClientAttempt BeginRawAttempt(string serverPath, int attempt, TimeProvider? timeProvider = null)
+    public static ClientAttempt BeginRawAttempt(string serverPath, int attempt, TimeProvider? timeProvider = null, string? method = null)
     {
         ArgumentNullException.ThrowIfNull(serverPath);
-        var traced = StartAttempt(serverPath, 0, attempt, timeProvider);
+        var traced = StartAttempt(serverPath, 0, attempt, timeProvider, method);
         traced.Activity?.SetTag(ModeTag, "raw");
         return traced;
     }
 
     /// <summary>What every traced attempt starts with: the clock reading, the client span, a retry counted after the first.</summary>
-    private static ClientAttempt StartAttempt(string path, ulong correlationId, int attempt, TimeProvider? timeProvider)
+    private static ClientAttempt StartAttempt(string path, ulong correlationId, int attempt, TimeProvider? timeProvider, string? method)
     {
         var clock = timeProvider ?? TimeProvider.System;
         var start = clock.GetTimestamp();
-        var activity = StartClientAttempt(path, correlationId, attempt);
+        var activity = StartClientAttempt(path, correlationId, attempt, method);
         if (attempt > 1)
         {
             Retries.Add(1, new KeyValuePair<string, object?>(ServerAddressTag, path));
@@ -236,6 +255,43 @@ public static class IpcDiagnostics
 
         return new ClientAttempt(activity, path, clock, start);
     }
+
+    /// <summary>
+    /// The method of an encoded REQUEST (the <c>str8</c> after the header), as one of the common method strings where it is
+    /// one (no allocation); <see langword="null"/> for another kind or a frame too short to hold it.
+    /// </summary>
+    private static string? RequestMethod(ReadOnlySpan<byte> frame)
+    {
+        if (frame.Length <= ProtocolConstants.HeaderSize || frame[3] != (byte)MessageKind.Request)
+        {
+            return null;
+        }
+
+        var length = frame[ProtocolConstants.HeaderSize];
+        if (length == 0 || frame.Length < ProtocolConstants.HeaderSize + 1 + length)
+        {
+            return null;
+        }
+
+        var bytes = frame.Slice(ProtocolConstants.HeaderSize + 1, length);
+        foreach (var known in KnownMethods)
+        {
+            if (bytes.Length == known.Length && System.Text.Ascii.Equals(bytes, known))
+            {
+                return known;
+            }
+        }
+
+        return System.Text.Encoding.ASCII.GetString(bytes);
+    }
+
+    private static readonly string[] KnownMethods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
+
+    /// <summary>Attribute: the HTTP method (semantic conventions).</summary>
+    public const string HttpRequestMethodTag = "http.request.method";
+
+    /// <summary>Attribute: the HTTP scheme the gateway received the request on (semantic conventions), from its <c>x-forwarded-proto</c>.</summary>
+    public const string UrlSchemeTag = "url.scheme";
 
     /// <summary>The attribute that marks a raw attempt's span (<c>gateway.ipc.mode</c> = <c>raw</c>).</summary>
     public const string ModeTag = "gateway.ipc.mode";
@@ -351,8 +407,12 @@ public static class IpcDiagnostics
             activity.SetTag(PeerAddressTag, request.SenderAddress);
             activity.SetTag(CorrelationIdTag, FormatCorrelationId(request.CorrelationId));
             activity.SetTag(AttemptTag, (int)request.Attempt);
-            activity.SetTag("http.request.method", request.Method);
+            activity.SetTag(HttpRequestMethodTag, request.Method);
             activity.SetTag("url.path", request.Path);
+            if (request.GetHeader("x-forwarded-proto") is { Length: > 0 } scheme)
+            {
+                activity.SetTag(UrlSchemeTag, scheme);
+            }
         }
 
         return activity;
@@ -382,6 +442,14 @@ public static class IpcDiagnostics
             activity.SetTag("http.response.status_code", response.Status);
         }
     }
+
+    /// <summary>
+    /// Records on the backend's server span that the client cancelled the request (a CANCEL datagram arrived while the
+    /// handler ran, and the handler stopped): outcome <c>cancelled</c>; no reply is sent, and the span's status stays unset
+    /// (the backend did nothing wrong).
+    /// </summary>
+    /// <param name="activity">The server span; nothing happens when <see langword="null"/>.</param>
+    public static void SetServerCancelled(Activity? activity) => activity?.SetTag(OutcomeTag, "cancelled");
 
     /// <summary>Records an exception on a span as an <c>exception</c> event and sets the error status.</summary>
     /// <param name="activity">The span; nothing happens when <see langword="null"/>.</param>

@@ -16,7 +16,7 @@ namespace Gateway.Diagnostics;
 /// <item><term><c>gateway.backend.requests.active</c> (observable up-down counter)</term><description>In-flight requests per backend instance (<c>server.address</c>).</description></item>
 /// <item><term><c>gateway.backend.datagrams.dropped</c> (observable counter)</term><description>Datagrams a client dropped, by <c>gateway.drop_reason</c>:
 /// <c>late</c> (a reply for a request no longer pending: late or duplicate), <c>spoofed</c>, <c>malformed</c>, <c>oversized</c>, <c>reassembly</c>.</description></item>
-/// <item><term><c>gateway.backend.timeouts</c> (observable counter)</term><description>Requests that timed out, per backend instance.</description></item>
+/// <item><term><c>gateway.backend.timeouts</c> (observable counter, <c>{attempt}</c>)</term><description>Attempts that timed out, per backend instance.</description></item>
 /// <item><term><c>gateway.retries</c> (counter)</term><description>Retries, by route, backend and <c>gateway.retry_reason</c>
 /// (<see cref="RecordRetry"/>, called from the route pipeline's OnRetry).</description></item>
 /// <item><term><c>gateway.circuit.state</c> (observable gauge)</term><description>0 closed, 1 half-open, 2 open, by backend and
@@ -42,12 +42,12 @@ internal sealed class GatewayMetrics
     public GatewayMetrics(IMeterFactory meterFactory, RouteTableProvider routes)
     {
         var meter = meterFactory.Create(MeterName, typeof(GatewayMetrics).Assembly.GetName().Version?.ToString());
-        _requestDuration = meter.CreateHistogram<double>(
-            "gateway.request.duration", "s", "Duration of requests on gateway routes, from routing to the end of the response.");
+        _requestDuration = meter.CreateHistogram(
+            "gateway.request.duration", "s", "Duration of requests on gateway routes, from routing to the end of the response.", tags: null, IpcDiagnostics.DurationAdvice);
         _retries = meter.CreateCounter<long>("gateway.retries", "{retry}", "Retries of requests to a backend.");
         meter.CreateObservableUpDownCounter("gateway.backend.requests.active", () => ObserveInFlight(routes), "{request}", "Requests in flight per backend instance.");
         meter.CreateObservableCounter("gateway.backend.datagrams.dropped", () => ObserveDropped(routes), "{datagram}", "Datagrams the gateway dropped: late or duplicate, spoofed, malformed, oversized replies and abandoned fragments.");
-        meter.CreateObservableCounter("gateway.backend.timeouts", () => ObserveTimeouts(routes), "{request}", "Requests to a backend instance that got no reply in time.");
+        meter.CreateObservableCounter("gateway.backend.timeouts", () => ObserveTimeouts(routes), "{attempt}", "Attempts sent to a backend instance that got no reply within their timeout (a retried request counts once per attempt that timed out).");
         meter.CreateObservableGauge("gateway.circuit.state", () => ObserveCircuits(routes), "{state}", "Circuit breaker state per backend instance: 0 closed, 1 half-open, 2 open.");
     }
 

@@ -10,7 +10,7 @@ using OpenTelemetry.Trace;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
-/// <summary>Registers the gateway's traces, metrics and logs with OpenTelemetry (docs/README-observability.md).</summary>
+/// <summary>Registers the gateway's traces, metrics and logs with OpenTelemetry (docs/observability.md).</summary>
 internal static class GatewayTelemetryServiceCollectionExtensions
 {
     /// <summary>Configuration key of the console exporter switch (development).</summary>

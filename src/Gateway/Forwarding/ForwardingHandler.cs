@@ -217,7 +217,7 @@ internal sealed class ForwardingHandler
 
         var first = InstanceSelector.Select(backend, []);
         var idempotent = IsIdempotent(context.Request.Method);
-        var attempt = new ForwardingAttempt(route, first, body.WrittenMemory, 0, idempotent, retryable: idempotent, _timeProvider, _logger, context.RequestAborted);
+        var attempt = new ForwardingAttempt(route, first, body.WrittenMemory, 0, idempotent, retryable: idempotent, _timeProvider, _logger, context.RequestAborted) { Method = context.Request.Method };
         ResilienceContext? resilienceContext = null;
         RawReply reply;
         try

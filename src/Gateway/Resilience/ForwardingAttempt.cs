@@ -52,6 +52,9 @@ internal sealed class ForwardingAttempt
 
     public GatewayRoute Route { get; }
 
+    /// <summary>The HTTP method, for a raw attempt's span (an envelope attempt's span reads it from the frame).</summary>
+    public string? Method { get; init; }
+
     public ulong CorrelationId { get; }
 
     public bool Idempotent { get; }
@@ -168,8 +171,8 @@ internal sealed class ForwardingAttempt
             return ExecuteOnInstanceAsync(
                 instance,
                 remaining,
-                static state => ExchangeRawAsync(state.client, state.body, state.attempt, state.attemptTimeout, state.timeProvider, state.callerAborted),
-                (client, body: _frame, attempt, attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
+                static state => ExchangeRawAsync(state.client, state.body, state.attempt, state.attemptTimeout, state.timeProvider, state.method, state.callerAborted),
+                (client, body: _frame, attempt, attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, method: Method, callerAborted: CallerAborted),
                 cancellationToken);
         }
         catch (Exception ex)
@@ -179,9 +182,9 @@ internal sealed class ForwardingAttempt
     }
 
     /// <summary>The breaker's callback for a raw attempt: one client span per attempt, like an envelope attempt's.</summary>
-    private static async ValueTask<Outcome<RawReply>> ExchangeRawAsync(RawDatagramClient client, ReadOnlyMemory<byte> body, int attempt, TimeSpan attemptTimeout, TimeProvider timeProvider, CancellationToken callerAborted)
+    private static async ValueTask<Outcome<RawReply>> ExchangeRawAsync(RawDatagramClient client, ReadOnlyMemory<byte> body, int attempt, TimeSpan attemptTimeout, TimeProvider timeProvider, string? method, CancellationToken callerAborted)
     {
-        var traced = IpcDiagnostics.BeginRawAttempt(client.ServerPath, attempt, timeProvider);
+        var traced = IpcDiagnostics.BeginRawAttempt(client.ServerPath, attempt, timeProvider, method);
         try
         {
             var reply = await client.ExchangeAsync(body, attemptTimeout, callerAborted).ConfigureAwait(false);

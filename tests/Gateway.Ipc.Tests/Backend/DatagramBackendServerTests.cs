@@ -359,6 +359,45 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Cancel_EndsTheHandleSpan_WithOutcomeCancelled_AndNoErrorStatus()
+    {
+        // A correlation ID of this test's own: the listener is process-wide and other tests make spans too.
+        var correlationId = (ulong)Random.Shared.NextInt64(1, long.MaxValue);
+        var tag = correlationId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+        var stopped = new TaskCompletionSource<System.Diagnostics.Activity>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = source => source.Name == IpcDiagnostics.ActivitySourceName,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (activity.GetTagItem(IpcDiagnostics.CorrelationIdTag) as string == tag)
+                {
+                    stopped.TrySetResult(activity);
+                }
+            },
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = await StartAsync(async (_, ct) =>
+        {
+            waiting.SetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+            return BackendResponse.Text("never");
+        });
+        using var client = new TestClient(server.SocketPath);
+
+        client.SendRequest(correlationId);
+        await waiting.Task.WaitAsync(TestClient.ReceiveTimeout);
+        client.SendControl(MessageKind.Cancel, correlationId);
+        var span = await stopped.Task.WaitAsync(TestClient.ReceiveTimeout);
+
+        Assert.Equal("cancelled", span.GetTagItem(IpcDiagnostics.OutcomeTag));
+        Assert.Equal(System.Diagnostics.ActivityStatusCode.Unset, span.Status);
+        Assert.Null(span.GetTagItem("http.response.status_code"));
+    }
+
+    [Fact]
     public async Task Ping_AtMaxConcurrency_IsAnswered_AndAnotherRequestIsOverloaded()
     {
         var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

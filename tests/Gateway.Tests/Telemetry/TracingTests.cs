@@ -67,7 +67,17 @@ public class TracingTests
         Assert.Equal(backend.SocketPath, Tag(handled, "server.address"));
         Assert.Equal(correlationId, Tag(handled, IpcDiagnostics.CorrelationIdTag));
         Assert.Equal("GET", Tag(handled, "http.request.method"));
+        Assert.Equal("http", Tag(handled, "url.scheme"));
+        Assert.Equal("/api/items/1", Tag(handled, "url.path"));
         Assert.Equal(200, handled.GetTagItem("http.response.status_code"));
+        Assert.Equal("GET", Tag(attempt, "http.request.method"));
+
+        // The names docs/observability.md gives.
+        Assert.Equal("GET /api/{**rest}", gateway.DisplayName);
+        Assert.Equal(IpcDiagnostics.ClientActivityName, attempt.OperationName);
+        Assert.Equal($"{IpcDiagnostics.ClientActivityName} {backend.SocketPath}", attempt.DisplayName);
+        Assert.Equal(IpcDiagnostics.ServerActivityName, handled.OperationName);
+        Assert.Equal($"{IpcDiagnostics.ServerActivityName} GET", handled.DisplayName);
     }
 
     [Fact]
@@ -94,6 +104,7 @@ public class TracingTests
         Assert.Equal(capture.TraceId, attempt.TraceId);
         Assert.Equal(gateway.SpanId, attempt.ParentSpanId);
         Assert.Equal("raw", Tag(attempt, IpcDiagnostics.ModeTag));
+        Assert.Equal("POST", Tag(attempt, "http.request.method"));
         Assert.Equal(dir.Socket("py.sock"), Tag(attempt, "server.address"));
         Assert.Equal(1, attempt.GetTagItem(IpcDiagnostics.AttemptTag));
         Assert.Equal("response", Tag(attempt, IpcDiagnostics.OutcomeTag));
