@@ -322,7 +322,8 @@ internal sealed class ForwardingHandler
     internal static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget, bool forwardCaller)
     {
         var request = context.Request;
-        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        // The raw target, which the path rule (RequestTargetMiddleware) checked decodes to exactly the routed path.
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? RequestTargetRule.OriginForm(raw) : null;
         if (string.IsNullOrEmpty(target) || target[0] != '/')
         {
             target = request.PathBase + request.Path + request.QueryString;

@@ -20,6 +20,7 @@ internal enum GatewayFailure
     CircuitOpen,
     BackendBusy,
     CallerNotAllowed,
+    BadTarget,
     TooManyHeaders,
     HeadersTooLarge,
     RateLimited,
@@ -39,6 +40,7 @@ internal static class GatewayProblems
 
     public static (int Status, string Type, string Title) Describe(GatewayFailure failure) => failure switch
     {
+        GatewayFailure.BadTarget => (StatusCodes.Status400BadRequest, "bad-target", "The request target is refused by the path rule"),
         GatewayFailure.CallerNotAllowed => (StatusCodes.Status403Forbidden, "caller-not-allowed", "The caller is not allowed"),
         GatewayFailure.TooManyHeaders => (StatusCodes.Status431RequestHeaderFieldsTooLarge, "too-many-headers", "The request has too many header fields"),
         GatewayFailure.HeadersTooLarge => (StatusCodes.Status431RequestHeaderFieldsTooLarge, "headers-too-large", "The request's header fields are too large"),

@@ -82,13 +82,14 @@ internal static class GatewayServiceCollectionExtensions
     }
 
     /// <summary>
-    /// Adds the middleware and endpoints: request IDs, caller authorization (403), header limits (431), per-caller
+    /// Adds the middleware and endpoints: request IDs, caller authorization (403), the path rule (400), header limits (431), per-caller
     /// rate limits (429), problem details for 404/405, health, the routes.
     /// </summary>
     public static WebApplication MapGateway(this WebApplication app)
     {
         app.UseMiddleware<RequestIdMiddleware>();
         app.UseMiddleware<CallerAuthorizationMiddleware>(); // first: its log scope (the caller) covers the rest
+        app.UseMiddleware<RequestTargetMiddleware>(); // before any endpoint: the path rule (docs/security.md)
         app.UseMiddleware<RequestHeaderLimitsMiddleware>();
         app.UseRateLimiter();
 

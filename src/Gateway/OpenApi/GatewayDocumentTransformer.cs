@@ -117,6 +117,7 @@ internal sealed class GatewayDocumentTransformer(RouteTableProvider routes, Endp
                 operation.Responses["429"] = ProblemResponse("The caller's uid exceeded `Gateway:RateLimiting` (rate: with `Retry-After`; or requests in flight).", problem);
             }
 
+            operation.Responses["400"] = ProblemResponse("The target is refused by the path rule (dot or empty segments, encoded `/` `\\` `?` `#` `%`, `;`, control characters, bad or overlong UTF-8, characters that fold to ASCII); `reason` names it. See docs/security.md.", problem);
             operation.Responses["431"] = ProblemResponse("Too many header fields, or too large in total (`Gateway:Limits`; `limit` and `actual` given).", problem);
 
             operation.Extensions = new Dictionary<string, IOpenApiExtension>

@@ -17,4 +17,7 @@ internal static partial class SecurityLog
 
     [LoggerMessage(1204, LogLevel.Warning, "Request {Method} {Path} rate limited: {Detail}")]
     public static partial void RateLimited(ILogger logger, string method, string path, string detail);
+
+    [LoggerMessage(1205, LogLevel.Warning, "Request {Method} refused by the path rule ({Reason}): {RawTarget}")]
+    public static partial void TargetRejected(ILogger logger, string method, string reason, string rawTarget);
 }

@@ -63,13 +63,13 @@ public class SampleBackendTests
             binary[i] = (byte)i;
         }
 
-        var get = await client.GetStringAsync("/echo/a%2Fb/c?q=%E2%9C%93&empty=&x=1");
+        var get = await client.GetStringAsync("/echo/a%20b/caf%C3%A9?q=%E2%9C%93&empty=&x=1%2F");
         using var post = await client.PostAsync("/echo/bin", new ByteArrayContent(binary) { Headers = { ContentType = new MediaTypeHeaderValue("application/x-test") } });
         using var status = new HttpRequestMessage(HttpMethod.Delete, "/echo/s");
         status.Headers.Add("x-echo-status", "418");
         using var teapot = await client.SendAsync(status);
 
-        Assert.Equal("GET /echo/a%2Fb/c?q=%E2%9C%93&empty=&x=1\n", get);
+        Assert.Equal("GET /echo/a%20b/caf%C3%A9?q=%E2%9C%93&empty=&x=1%2F\n", get);
         Assert.Equal(binary, await post.Content.ReadAsByteArrayAsync());
         Assert.Equal("application/x-test", post.Content.Headers.ContentType?.MediaType);
         Assert.Equal((HttpStatusCode)418, teapot.StatusCode);

@@ -91,7 +91,7 @@ public class OpenApiDocumentTests
         var document = await GetDocumentAsync(client);
 
         var get = Operation(document, "/kv/{key}", "get");
-        foreach (var status in new[] { "404", "405", "413", "502", "503", "504" })
+        foreach (var status in new[] { "400", "404", "405", "413", "431", "502", "503", "504" })
         {
             var schema = get["responses"]?[status]?["content"]?["application/problem+json"]?["schema"];
             Assert.Equal("#/components/schemas/GatewayProblemDetails", (string?)schema?["$ref"]);
