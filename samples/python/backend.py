@@ -48,7 +48,8 @@ MALFORMED, NOT_FOUND, OVERLOADED, TOO_LARGE, DEADLINE_EXCEEDED, INTERNAL = 1, 2,
 
 # Limits: §5 replay cache, §6 reassembly (the same defaults as the C# helper), and our own in-flight limit.
 REPLAY_CACHE_SIZE, REPLAY_CACHE_TTL = 10_000, 120.0
-MAX_MESSAGE, MAX_REASSEMBLY, REASSEMBLY_TIMEOUT = 16 * 1024 * 1024, 64 * 1024 * 1024, 10.0
+# §6: 17 MiB, the largest message the gateway sends (a 16 MiB body plus up to 1 MiB of envelope fields).
+MAX_MESSAGE, MAX_REASSEMBLY, REASSEMBLY_TIMEOUT = 17 * 1024 * 1024, 64 * 1024 * 1024, 10.0
 MAX_IN_FLIGHT = 1024
 SEND_TIMEOUT = 5.0  # a client that does not read for this long loses its reply
 
@@ -114,6 +115,10 @@ class Reader:
         return self.take(struct.unpack(">H", self.take(2, field))[0], field)
 
 
+# §4.1: header names are lower-case tokens (RFC 9110 tchar without A-Z).
+HEADER_NAME_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+
+
 def parse_request(payload):
     r = Reader(payload)
     method = r.str8("method")
@@ -134,6 +139,8 @@ def parse_request(payload):
         name = r.str8("header name")
         if not name:
             raise Malformed("empty header name")
+        if name.strip(HEADER_NAME_BYTES):
+            raise Malformed(f"header name {name!r} is not a lower-case token")
         headers.append((name, r.str16("header value")))
     body = payload[r.pos:]
     try:

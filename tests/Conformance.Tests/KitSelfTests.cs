@@ -55,6 +55,56 @@ public sealed class KitSelfTests
         Assert.All(results, r => Assert.Contains("invalid datagram", r.Detail, StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A lax backend: answers every REQUEST 200 whatever its header names, answers fragments of a message that fits one
+    /// datagram, refuses more than 16 MiB, and checks a retry against the first attempt's deadline.
+    /// </summary>
+    [Fact]
+    public async Task Kit_AgainstALaxBackend_FailsTheHeaderNameFragmentLargestAndLateRetryChecks()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var fake = new FakeBackend(
+            dir.Socket("fake.sock"),
+            (header, datagram) => header.Kind switch
+            {
+                MessageKind.Ping => Control(MessageKind.Pong, header.CorrelationId, header.Attempt),
+                MessageKind.Request when header.IsFragment && header.PayloadLength > 16 << 20 && FrameHeader.ReadFragmentOffset(datagram) == 0 =>
+                    Error(header, IpcErrorCode.TooLarge),
+                MessageKind.Request when header.IsFragment => null,
+                MessageKind.Request when header.Attempt >= 2 => Error(header, IpcErrorCode.DeadlineExceeded),
+                MessageKind.Request => Ok(header),
+                _ => null,
+            },
+            onInvalid: datagram => datagram.Length > 24 && datagram[3] == (byte)MessageKind.Request && FrameHeader.TryRead(datagram, out var header) ? Ok(header) : null);
+
+        var results = await ConformanceKit.RunAsync(
+            fake.Path,
+            new ConformanceOptions { Timeout = TimeSpan.FromSeconds(3) },
+            ["malformed-header-name", "malformed-needless-fragments", "largest-message", "retry-after-deadline"]);
+
+        var outcomes = results.ToDictionary(r => r.Name);
+        Assert.All(results, r => Assert.Equal(CheckOutcome.Fail, r.Outcome));
+        Assert.Contains("expected ERROR MALFORMED", outcomes["malformed-header-name"].Detail, StringComparison.Ordinal);
+        Assert.Contains("unexpected after", outcomes["malformed-needless-fragments"].Detail, StringComparison.Ordinal);
+        Assert.Contains("ERROR TooLarge", outcomes["largest-message"].Detail, StringComparison.Ordinal);
+        Assert.Contains("REPLAY", outcomes["retry-after-deadline"].Detail, StringComparison.Ordinal);
+
+        static byte[] Ok(FrameHeader header)
+        {
+            using var writer = new FrameWriter();
+            writer.BeginResponse(header.CorrelationId, header.Attempt, 200);
+            writer.WriteBody("ok"u8);
+            return writer.Complete().ToArray();
+        }
+
+        static byte[] Error(FrameHeader header, IpcErrorCode code)
+        {
+            using var writer = new FrameWriter();
+            writer.WriteError(header.CorrelationId, header.Attempt, code, "lax");
+            return writer.Complete().ToArray();
+        }
+    }
+
     [Fact]
     public void FormatTable_ListsEveryResult_AndCountsOutcomes()
     {

@@ -42,6 +42,7 @@ internal static class Checks
         ("correlation", CorrelationAsync),
         ("ping-while-busy", PingWhileBusyAsync),
         ("retry-replay", RetryReplayAsync),
+        ("retry-after-deadline", RetryAfterDeadlineAsync),
         ("at-most-once-counter", CounterAsync),
         ("duplicate-in-progress", DuplicateInProgressAsync),
         ("deadline-expiry", DeadlineExpiryAsync),
@@ -59,10 +60,13 @@ internal static class Checks
         ("malformed-length-mismatch", LengthMismatchAsync),
         ("malformed-stray-fragment", ctx => DroppedAsync(ctx, [StrayFragment()])),
         ("malformed-payload", BadPayloadAsync),
+        ("malformed-header-name", BadHeaderNameAsync),
+        ("malformed-needless-fragments", NeedlessFragmentsAsync),
         ("client-kinds-ignored", ClientKindsAsync),
         ("unbound-sender", UnboundSenderAsync),
         ("large-1MiB", ctx => LargeAsync(ctx, 1 << 20)),
         ("large-5MiB", ctx => LargeAsync(ctx, 5 << 20)),
+        ("largest-message", LargestMessageAsync),
         ("too-large", TooLargeAsync),
     ];
 
@@ -244,6 +248,39 @@ internal static class Checks
             : Fail("the replayed payload differs from the original");
     }
 
+    // retry-after-deadline: attempt 2 arrives after attempt 1's deadline, its reply still cached: replayed (§5).
+    private static async Task<(CheckOutcome, string)> RetryAfterDeadlineAsync(CheckContext ctx)
+    {
+        const uint budgetMs = 300;
+        var client = ctx.NewClient();
+        var id = Frames.NewId();
+        var request = Frames.Request(id, 1, budgetMs, "POST", "/echo/late-retry", [("content-type", "text/x-kit")], Encoding.UTF8.GetBytes($"late {id}"));
+        var sent = System.Diagnostics.Stopwatch.StartNew();
+        await client.SendAsync(request, ctx.Token);
+        var first = await NextAsync(client, ctx, "attempt 1");
+        if (!first.IsResponse(200) || first.IsReplay)
+        {
+            return Fail($"attempt 1 (budget {budgetMs} ms): expected RESPONSE 200, got {first}");
+        }
+
+        // The protocol's own clock, not synchronisation: attempt 2 must arrive after attempt 1's deadline.
+        var wait = TimeSpan.FromMilliseconds(budgetMs + 200) - sent.Elapsed;
+        if (wait > TimeSpan.Zero)
+        {
+            await Task.Delay(wait, ctx.Token);
+        }
+
+        FrameHeader.PatchAttempt(request, 2);
+        await client.SendAsync(request, ctx.Token);
+        var second = await NextAsync(client, ctx, "attempt 2");
+        if (second.Kind != MessageKind.Response || !second.IsReplay || second.Attempt != 2 || !second.Payload.AsSpan().SequenceEqual(first.Payload))
+        {
+            return Fail($"attempt 2, {sent.ElapsedMilliseconds} ms after attempt 1 (budget {budgetMs} ms): expected the cached RESPONSE with REPLAY and attempt 2, got {second}");
+        }
+
+        return Pass($"attempt 2 after attempt 1's deadline got the cached reply (REPLAY, attempt 2)");
+    }
+
     // at-most-once-counter: three attempts of POST /counter/{name} increment once (optional route).
     private static async Task<(CheckOutcome, string)> CounterAsync(CheckContext ctx)
     {
@@ -420,6 +457,47 @@ internal static class Checks
             : await BarrierAsync(client, ctx, "malformed payloads") ?? Pass($"{cases.Length} bad payloads answered ERROR MALFORMED");
     }
 
+    // malformed-header-name: a REQUEST whose header name is not a lower-case token gets ERROR MALFORMED (§4.1, §7).
+    private static async Task<(CheckOutcome, string)> BadHeaderNameAsync(CheckContext ctx)
+    {
+        var client = ctx.NewClient();
+        var failures = new List<string>();
+        string[] names = ["X-Kit", "accept Language", "x:kit", "caf\u00e9"];
+        foreach (var name in names)
+        {
+            var id = Frames.NewId();
+            using var writer = new FrameWriter();
+            writer.BeginRequest(id, 2, 0, "GET", "/echo/header-name");
+            writer.AddHeader(Encoding.UTF8.GetBytes(name), "v"u8);
+            writer.WriteBody([]);
+            await client.SendAsync(writer.Complete().ToArray(), ctx.Token);
+            var reply = await NextAsync(client, ctx, $"header name '{name}'");
+            if (!reply.IsError(IpcErrorCode.Malformed) || reply.CorrelationId != id || reply.Attempt != 2)
+            {
+                failures.Add($"'{name}': {reply}");
+            }
+        }
+
+        return failures.Count > 0
+            ? Fail($"expected ERROR MALFORMED, id and attempt 2: {string.Join("; ", failures)}")
+            : await BarrierAsync(client, ctx, "bad header names") ?? Pass($"{names.Length} bad header names (upper case, space, colon, non-ASCII) answered ERROR MALFORMED");
+    }
+
+    // malformed-needless-fragments: a message that fits one datagram, sent as fragments, is dropped (§6, §7).
+    private static async Task<(CheckOutcome, string)> NeedlessFragmentsAsync(CheckContext ctx)
+    {
+        var client = ctx.NewClient();
+        var id = Frames.NewId();
+        var message = Frames.Request(id, 1, 0, "POST", "/echo/needless", [("content-type", "text/plain")], RandomBytes(1000));
+        var half = (message.Length - ProtocolConstants.HeaderSize) / 2;
+        var first = Frames.Fragment(message, 0, message.AsSpan(ProtocolConstants.HeaderSize, half));
+        var second = Frames.Fragment(message, (uint)half, message.AsSpan(ProtocolConstants.HeaderSize + half));
+        await client.SendAsync(first, ctx.Token);
+        await client.SendAsync(second, ctx.Token);
+        return await BarrierAsync(client, ctx, "a 1 KB request sent as two fragments")
+            ?? Pass("dropped; PING still answered");
+    }
+
     // client-kinds-ignored: RESPONSE, ERROR and PONG sent to a backend are dropped (§7).
     private static async Task<(CheckOutcome, string)> ClientKindsAsync(CheckContext ctx)
     {
@@ -465,7 +543,49 @@ internal static class Checks
             : Fail($"the echoed body differs ({reply.Body.Length:N0} B received)");
     }
 
-    // too-large: a first fragment announcing 16 MiB + 1 is refused with one ERROR TOO_LARGE (§6).
+    // largest-message: the largest message the gateway sends, a 16 MiB body in a 17 MiB payload (§6), is answered.
+    private static async Task<(CheckOutcome, string)> LargestMessageAsync(CheckContext ctx)
+    {
+        var client = ctx.NewClient();
+        var body = RandomBytes(ProtocolConstants.DefaultMaxBodyBytes);
+        var id = Frames.NewId();
+        var headers = new List<(string, string)> { ("content-type", "application/octet-stream") };
+        var request = Frames.Request(id, 1, 0, "POST", "/echo/largest", headers, body);
+
+        // Pad with header fields (1 + 9 + 2 + n bytes each) until the payload is exactly DefaultMaxMessageBytes.
+        var missing = ProtocolConstants.DefaultMaxMessageBytes - (request.Length - ProtocolConstants.HeaderSize);
+        while (missing >= 12)
+        {
+            var n = Math.Min(ushort.MaxValue, missing - 12);
+            if (missing - 12 - n is > 0 and < 12)
+            {
+                n -= 12; // leave room for one more field
+            }
+
+            headers.Add(("x-kit-pad", new string('p', n)));
+            missing -= 12 + n;
+        }
+
+        request = Frames.Request(id, 1, 0, "POST", "/echo/largest", headers, body);
+        var payloadLength = request.Length - ProtocolConstants.HeaderSize;
+        if (payloadLength != ProtocolConstants.DefaultMaxMessageBytes)
+        {
+            throw new CheckFailedException($"the kit built a {payloadLength}-byte payload instead of {ProtocolConstants.DefaultMaxMessageBytes}");
+        }
+
+        await client.SendMessageAsync(request, ctx.Token);
+        var reply = await NextAsync(client, ctx, $"a {payloadLength:N0} B request", ctx.Timeout * 4);
+        if (!reply.IsResponse(200) || reply.CorrelationId != id)
+        {
+            return Fail($"a {payloadLength:N0} B payload (16 MiB body): expected RESPONSE 200, got {reply}");
+        }
+
+        return reply.Body.AsSpan().SequenceEqual(body)
+            ? Pass($"{payloadLength:N0} B payload ({body.Length:N0} B body) echoed")
+            : Fail($"the echoed body differs ({reply.Body.Length:N0} B received)");
+    }
+
+    // too-large: a first fragment announcing 17 MiB + 1 is refused with one ERROR TOO_LARGE (§6).
     private static async Task<(CheckOutcome, string)> TooLargeAsync(CheckContext ctx)
     {
         var client = ctx.NewClient();
@@ -477,7 +597,7 @@ internal static class Checks
         var second = Frames.Fragment(start, step, start.AsSpan(ProtocolConstants.HeaderSize + step, step));
         await client.SendAsync(first, ctx.Token);
         await client.SendAsync(second, ctx.Token);
-        var reply = await NextAsync(client, ctx, "a first fragment of a 16 MiB + 1 B message");
+        var reply = await NextAsync(client, ctx, "a first fragment of a 17 MiB + 1 B message");
         if (!reply.IsError(IpcErrorCode.TooLarge) || reply.CorrelationId != id || reply.Attempt != 1)
         {
             return Fail($"expected ERROR TOO_LARGE, got {reply}");

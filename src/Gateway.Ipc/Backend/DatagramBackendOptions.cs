@@ -55,7 +55,7 @@ public sealed class DatagramBackendOptions
     /// The largest request or reply payload, in bytes; messages larger than one datagram travel as fragments. A
     /// larger request is answered with ERROR <c>TOO_LARGE</c> (once); a larger reply is replaced by ERROR <c>TOO_LARGE</c>.
     /// </summary>
-    /// <value>The default value is 16 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>).</value>
+    /// <value>The default value is 17 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>): a 16 MiB body plus up to 1 MiB of envelope fields, the largest message the gateway sends.</value>
     [Range(1024, 1024 * 1024 * 1024)]
     public int MaxMessageBytes { get; set; } = ProtocolConstants.DefaultMaxMessageBytes;
 

@@ -53,7 +53,7 @@ public sealed class DatagramClientOptions
     public long MaxSendQueueBytes { get; set; } = 64L * 1024 * 1024;
 
     /// <summary>The largest payload sent or accepted, in bytes (both directions).</summary>
-    /// <value>The default value is 16 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>).</value>
+    /// <value>The default value is 17 MiB (<see cref="ProtocolConstants.DefaultMaxMessageBytes"/>): a 16 MiB body plus up to 1 MiB of envelope fields, the largest message the gateway sends.</value>
     public int MaxMessageBytes { get; set; } = ProtocolConstants.DefaultMaxMessageBytes;
 
     /// <summary>The largest total of memory held by partially received fragmented replies, in bytes.</summary>

@@ -122,7 +122,14 @@ public readonly record struct FrameHeader(
     /// <param name="datagram">The whole datagram.</param>
     /// <returns>The header.</returns>
     /// <exception cref="ProtocolException">The datagram is malformed.</exception>
-    public static FrameHeader ReadDatagram(ReadOnlySpan<byte> datagram)
+    public static FrameHeader ReadDatagram(ReadOnlySpan<byte> datagram) => ReadDatagram(datagram, refuseNeedlessFragments: true);
+
+    /// <summary>
+    /// <see cref="ReadDatagram(ReadOnlySpan{byte})"/>, optionally accepting a fragment of a message that would fit one
+    /// datagram (the <see cref="Reassembler"/>'s unit tests build small fragmented messages; receivers refuse them
+    /// before reassembly).
+    /// </summary>
+    internal static FrameHeader ReadDatagram(ReadOnlySpan<byte> datagram, bool refuseNeedlessFragments)
     {
         if (!TryRead(datagram, out var header))
         {
@@ -148,6 +155,11 @@ public readonly record struct FrameHeader(
                 ProtocolException.Throw(ProtocolViolation.BadLength, "A fragment carries no data.");
             }
 
+            if (refuseNeedlessFragments && header.PayloadLength <= ProtocolConstants.MaxUnfragmentedPayload)
+            {
+                ProtocolException.Throw(ProtocolViolation.BadLength, $"A fragment of a {header.PayloadLength}-byte payload, which fits one datagram: such a message must not be fragmented.");
+            }
+
             var offset = BinaryPrimitives.ReadUInt32BigEndian(datagram[ProtocolConstants.HeaderSize..]);
             var dataLength = (ulong)(datagram.Length - ProtocolConstants.FragmentHeaderSize);
             if (offset + dataLength > header.PayloadLength)
@@ -159,7 +171,7 @@ public readonly record struct FrameHeader(
         return header;
     }
 
-    /// <summary>Reads the <c>fragment_offset</c> of a fragment datagram already validated by <see cref="ReadDatagram"/>.</summary>
+    /// <summary>Reads the <c>fragment_offset</c> of a fragment datagram already validated by <see cref="ReadDatagram(ReadOnlySpan{byte})"/>.</summary>
     /// <param name="datagram">The fragment datagram.</param>
     /// <returns>The offset of the fragment's data within the payload.</returns>
     public static uint ReadFragmentOffset(ReadOnlySpan<byte> datagram) =>

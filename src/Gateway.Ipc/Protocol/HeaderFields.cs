@@ -36,6 +36,10 @@ public readonly ref struct HeaderFields
         return null;
     }
 
+    /// <summary>The bytes a header name may have: RFC 9110 <c>tchar</c> without upper-case letters.</summary>
+    private static readonly System.Buffers.SearchValues<byte> LowerCaseTokenBytes =
+        System.Buffers.SearchValues.Create("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"u8);
+
     /// <summary>Validates the encoded fields and returns the number of bytes they occupy.</summary>
     internal static int Validate(ReadOnlySpan<byte> encoded, int count)
     {
@@ -46,6 +50,11 @@ public readonly ref struct HeaderFields
             if (name.IsEmpty)
             {
                 ProtocolException.Throw(ProtocolViolation.BadField, $"Header field {i} has an empty name.");
+            }
+
+            if (name.IndexOfAnyExcept(LowerCaseTokenBytes) is var bad and >= 0)
+            {
+                ProtocolException.Throw(ProtocolViolation.BadField, $"Header field {i}'s name has the byte 0x{name[bad]:x2}; names are lower-case tokens (RFC 9110 tchar without A-Z).");
             }
 
             reader.ReadStr16("header value");

@@ -156,6 +156,11 @@ public readonly ref struct ErrorView
         var reader = new PayloadReader(payload);
         var code = (IpcErrorCode)reader.ReadUInt16("code");
         var message = reader.ReadStr16("message");
+        if (message.Length > ProtocolConstants.MaxErrorMessageLength)
+        {
+            ProtocolException.Throw(ProtocolViolation.BadField, $"The ERROR message has {message.Length} bytes; at most {ProtocolConstants.MaxErrorMessageLength} are allowed.");
+        }
+
         if (!reader.Rest.IsEmpty)
         {
             ProtocolException.Throw(ProtocolViolation.BadLength, "The ERROR payload has bytes after the message.");

@@ -62,7 +62,7 @@ public sealed class ReassemblerStatistics
 
 /// <summary>
 /// A reassembled message: the 24-byte header (with the <c>FRAGMENT</c> flag cleared, so
-/// <see cref="FrameHeader.ReadDatagram"/> accepts it) followed by the whole payload, in a pooled buffer.
+/// <see cref="FrameHeader.ReadDatagram(ReadOnlySpan{byte})"/> accepts it) followed by the whole payload, in a pooled buffer.
 /// Dispose it to return the buffer; its memory must not be used afterwards.
 /// </summary>
 public sealed class ReassembledMessage : IDisposable
@@ -133,7 +133,7 @@ public sealed class Reassembler : IDisposable
     private bool _disposed;
 
     /// <summary>Creates a reassembler.</summary>
-    /// <param name="maxMessageBytes">Largest accepted payload, in bytes (default 16 MiB).</param>
+    /// <param name="maxMessageBytes">Largest accepted payload, in bytes (default 17 MiB).</param>
     /// <param name="maxTotalBytes">Largest total of memory reserved by partial messages (default 64 MiB).</param>
     /// <param name="timeout">Longest time a partial message is kept (default 10 s; <see cref="Timeout.InfiniteTimeSpan"/> = forever).</param>
     /// <param name="timeProvider">The clock (default <see cref="TimeProvider.System"/>).</param>
@@ -174,7 +174,7 @@ public sealed class Reassembler : IDisposable
         FrameHeader header;
         try
         {
-            header = FrameHeader.ReadDatagram(datagram);
+            header = FrameHeader.ReadDatagram(datagram, refuseNeedlessFragments: false);
         }
         catch (ProtocolException)
         {

@@ -338,6 +338,13 @@ public sealed class RequestLimitsOptions
     internal const int KestrelBackstopFactor = 2;
 
     /// <summary>
+    /// The largest <see cref="MaxRequestHeadersTotalSize"/> allowed: 256 KiB. A request's envelope (method, target of at
+    /// most Kestrel's 8 KiB request line, trace context, the caller's header fields, the ones the gateway adds, among
+    /// them a copy of <c>Host</c>) then stays well under the 1 MiB that docs/protocol.md §6 reserves beside a 16 MiB body.
+    /// </summary>
+    internal const int MaxHeadersTotalSizeLimit = 256 * 1024;
+
+    /// <summary>
     /// Most header field lines a request may carry; more → 431 problem details.
     /// <value>The default value is 100.</value>
     /// </summary>

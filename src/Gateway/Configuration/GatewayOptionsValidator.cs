@@ -313,9 +313,9 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:Limits:MaxRequestHeaderCount: {limits.MaxRequestHeaderCount} is out of range (1–10000)."));
         }
 
-        if (limits.MaxRequestHeadersTotalSize is < 1024 or > 16 * 1024 * 1024)
+        if (limits.MaxRequestHeadersTotalSize is < 1024 or > RequestLimitsOptions.MaxHeadersTotalSizeLimit)
         {
-            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:Limits:MaxRequestHeadersTotalSize: {limits.MaxRequestHeadersTotalSize} is out of range (1024–16777216 bytes)."));
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{root}:Limits:MaxRequestHeadersTotalSize: {limits.MaxRequestHeadersTotalSize} is out of range (1024–{RequestLimitsOptions.MaxHeadersTotalSizeLimit} bytes: with a 16 MiB body, the envelope must fit the 17 MiB message of docs/protocol.md §6)."));
         }
 
         if (rate.PermitsPerSecond is { } permits && (!double.IsFinite(permits) || permits <= 0 || permits > 1_000_000))

@@ -210,6 +210,28 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
         Assert.Equal(1, server.Statistics.DuplicatesInFlight);
     }
 
+    /// <summary>docs/protocol.md §5: the replay cache answers before any deadline check.</summary>
+    [Fact]
+    public async Task Retry_AfterTheFirstAttemptsDeadline_WithItsReplyCached_IsReplayedNotDeadlineExceeded()
+    {
+        var time = new FakeTimeProvider();
+        var executions = 0;
+        var server = await StartAsync((_, _) => ValueTask.FromResult(BackendResponse.Text($"execution {Interlocked.Increment(ref executions)}")), time: time);
+        using var client = new TestClient(server.SocketPath);
+
+        client.SendRequest(43, attempt: 1, budgetMs: 100);
+        var first = await client.ReceiveAsync();
+        time.Advance(TimeSpan.FromSeconds(5)); // long past attempt 1's deadline
+        client.SendRequest(43, attempt: 2, budgetMs: 100);
+        var second = await client.ReceiveAsync();
+
+        Assert.Equal(MessageKind.Response, second.Header.Kind);
+        Assert.Equal(MessageFlags.Replay, second.Header.Flags);
+        Assert.Equal(2, second.Header.Attempt);
+        Assert.Equal("execution 1", second.BodyText);
+        Assert.Equal(1, executions);
+    }
+
     [Fact]
     public async Task ReplayCache_AfterTtl_ExecutesAgain()
     {

@@ -174,6 +174,30 @@ public class DatagramClientTests
         Assert.Equal(0, client.PendingCount);
     }
 
+    /// <summary>docs/protocol.md §3 and §7: a reply's reserved byte and budget_ms are ignored, not grounds to drop it.</summary>
+    [Fact]
+    public async Task Reply_WithNonZeroReservedAndBudget_IsAccepted()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = new FakeBackend(dir.Socket("b"));
+        await using var client = Client(backend.Path);
+        var send = client.SendAsync(Request(client.NextCorrelationId(), []), Infinite);
+        var request = await backend.ReceiveAsync();
+
+        using var writer = new FrameWriter();
+        writer.BeginResponse(request.Header.CorrelationId, request.Header.Attempt, 200);
+        writer.WriteBody("ok"u8);
+        var reply = writer.Complete().ToArray();
+        reply[5] = 0x5a; // reserved
+        FrameHeader.PatchBudget(reply, 4321);
+        await backend.SendRawAsync(reply, request.Sender);
+        using var response = await send.WaitAsync(HangGuard);
+
+        Assert.Equal(200, response.Response.Status);
+        Assert.Equal("ok", Encoding.UTF8.GetString(response.Response.Body));
+        Assert.Equal(0, client.Statistics.MalformedDatagrams);
+    }
+
     [Fact]
     public async Task SpoofedFlood_LogsOneWarningPerInterval_TheRestAtDebug_AndTheNextWarningCountsThem()
     {

@@ -76,14 +76,91 @@ public class MalformedInputTests
         Assert.Equal(ProtocolViolation.BadLength, Assert.Throws<ProtocolException>(() => FrameHeader.ReadDatagram(bytes)).Reason);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(ProtocolConstants.MaxUnfragmentedPayload)]
+    public void ReadDatagram_FragmentOfAMessageThatFitsOneDatagram_ThrowsBadLength(int payloadLength)
+    {
+        var bytes = new byte[ProtocolConstants.FragmentHeaderSize + 1];
+        new FrameHeader(MessageKind.Response, MessageFlags.Fragment, 1, 7, 0, (uint)payloadLength).Write(bytes);
+
+        var ex = Assert.Throws<ProtocolException>(() => FrameHeader.ReadDatagram(bytes));
+        Assert.Equal(ProtocolViolation.BadLength, ex.Reason);
+        Assert.Contains("fits one datagram", ex.Message, StringComparison.Ordinal);
+
+        // One byte more than fits: a legitimate first fragment.
+        new FrameHeader(MessageKind.Response, MessageFlags.Fragment, 1, 7, 0, ProtocolConstants.MaxUnfragmentedPayload + 1).Write(bytes);
+        Assert.True(FrameHeader.ReadDatagram(bytes).IsFragment);
+    }
+
+    [Theory]
+    [InlineData("X-Kit")]
+    [InlineData("content-Type")]
+    [InlineData("a b")]
+    [InlineData("a:b")]
+    [InlineData("caf\u00e9")]
+    [InlineData("a\u0000")]
+    public void HeaderName_NotALowerCaseToken_IsBadField_InRequestsAndResponses(string name)
+    {
+        using var request = new FrameWriter();
+        request.BeginRequest(1, 1, 0, "GET", "/");
+        request.AddHeader(System.Text.Encoding.UTF8.GetBytes(name), "v"u8);
+        request.WriteBody([]);
+        var requestPayload = request.Complete().ToArray().AsSpan(ProtocolConstants.HeaderSize).ToArray();
+
+        using var response = new FrameWriter();
+        response.BeginResponse(1, 1, 200);
+        response.AddHeader(System.Text.Encoding.UTF8.GetBytes(name), "v"u8);
+        response.WriteBody([]);
+        var responsePayload = response.Complete().ToArray().AsSpan(ProtocolConstants.HeaderSize).ToArray();
+
+        Assert.Equal(ProtocolViolation.BadField, Assert.Throws<ProtocolException>(() => RequestView.Read(requestPayload)).Reason);
+        Assert.Equal(ProtocolViolation.BadField, Assert.Throws<ProtocolException>(() => ResponseView.Read(responsePayload)).Reason);
+    }
+
+    [Fact]
+    public void HeaderName_EveryTokenCharacter_IsAccepted()
+    {
+        using var writer = new FrameWriter();
+        writer.BeginResponse(1, 1, 200);
+        writer.AddHeader("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"u8, "v"u8);
+        writer.WriteBody([]);
+
+        Assert.Equal(1, ResponseView.Read(writer.Complete().ToArray().AsSpan(ProtocolConstants.HeaderSize)).Headers.Count);
+    }
+
+    [Theory]
+    [InlineData(1024, true)]
+    [InlineData(1025, false)]
+    public void ErrorRead_MessageOver1024Bytes_IsBadField(int length, bool valid)
+    {
+        var payload = new byte[4 + length];
+        payload[1] = 6; // INTERNAL
+        payload[2] = (byte)(length >> 8);
+        payload[3] = (byte)length;
+        payload.AsSpan(4).Fill((byte)'e');
+
+        if (valid)
+        {
+            Assert.Equal(length, ErrorView.Read(payload).Message.Length);
+        }
+        else
+        {
+            Assert.Equal(ProtocolViolation.BadField, Assert.Throws<ProtocolException>(() => ErrorView.Read(payload)).Reason);
+        }
+    }
+
     [Fact]
     public void ReadDatagram_FragmentPastPayloadLength_Throws()
     {
         var bytes = new byte[ProtocolConstants.FragmentHeaderSize + 10];
-        new FrameHeader(MessageKind.Request, MessageFlags.Fragment, 1, 7, 0, 15).Write(bytes);
-        bytes[27] = 6; // offset 6 + 10 bytes > 15
+        const uint payloadLength = ProtocolConstants.MaxUnfragmentedPayload + 15;
+        new FrameHeader(MessageKind.Request, MessageFlags.Fragment, 1, 7, 0, payloadLength).Write(bytes);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(24), payloadLength - 9); // 10 bytes run past the end
 
-        Assert.Equal(ProtocolViolation.BadLength, Assert.Throws<ProtocolException>(() => FrameHeader.ReadDatagram(bytes)).Reason);
+        var ex = Assert.Throws<ProtocolException>(() => FrameHeader.ReadDatagram(bytes));
+        Assert.Equal(ProtocolViolation.BadLength, ex.Reason);
+        Assert.Contains("runs past payload_length", ex.Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -94,6 +94,52 @@ public class SampleBackendTests
         Assert.Equal(body, await response.Content.ReadAsByteArrayAsync());
     }
 
+    /// <summary>
+    /// The largest request the gateway accepts (a 16 MiB body, header fields up to the largest allowed
+    /// MaxRequestHeadersTotalSize, a long target) is delivered to both reference backends: the envelope fits the
+    /// 17 MiB message of docs/protocol.md §6, which they accept.
+    /// </summary>
+    [Theory]
+    [InlineData("csharp")]
+    [InlineData("python")]
+    public async Task LargestAcceptedRequest_ReachesTheReferenceBackends(string backend)
+    {
+        using var dir = new TempSocketDirectory();
+        var socket = dir.Socket("echo.sock");
+        await using var echo = backend == "python"
+            ? await StartPythonAsync(socket)
+            : await SampleBackends.StartEchoAsync(socket);
+        var settings = Settings(socket, dir.Socket("kv.sock"));
+        var limit = Gateway.Configuration.RequestLimitsOptions.MaxHeadersTotalSizeLimit;
+        settings["Gateway:Limits:MaxRequestHeadersTotalSize"] = limit.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using var factory = new GatewayFactory(dir, settings).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+        var body = new byte[16 * 1024 * 1024];
+        new Random(7).NextBytes(body);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/echo/" + new string('t', 7000)) { Content = new ByteArrayContent(body) };
+
+        // Header fields up to the limit (name + value + 4 per line), leaving room for Host, Content-Length and the like.
+        var budget = limit - 512;
+        for (var i = 0; budget > 64; i++)
+        {
+            var value = new string('h', Math.Min(8000, budget - 16));
+            request.Headers.Add($"x-pad-{i:D3}", value);
+            budget -= 9 + value.Length + 4;
+        }
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(body, await response.Content.ReadAsByteArrayAsync());
+    }
+
+    private static async Task<ExternalProcess> StartPythonAsync(string socketPath)
+    {
+        var process = ExternalProcess.Start("python3", RepoPaths.Combine("samples", "python", "backend.py"), "--socket", socketPath);
+        await process.WaitForFileAsync(socketPath);
+        return process;
+    }
+
     [Fact]
     public async Task EchoBackend_500ConcurrentRequests_AllCorrect()
     {
