@@ -28,7 +28,10 @@ public sealed class ExternalProcess : IAsyncDisposable
         }
     }
 
-    public static ExternalProcess Start(string fileName, params string[] arguments)
+    public static ExternalProcess Start(string fileName, params string[] arguments) => Start(fileName, null, arguments);
+
+    /// <summary>Starts <paramref name="fileName"/> with extra environment variables (as a user's shell or unit file sets them).</summary>
+    public static ExternalProcess Start(string fileName, IReadOnlyDictionary<string, string>? environment, params string[] arguments)
     {
         var info = new ProcessStartInfo(fileName)
         {
@@ -36,6 +39,11 @@ public sealed class ExternalProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
         foreach (var argument in arguments)
         {
             info.ArgumentList.Add(argument);

@@ -10,9 +10,12 @@ public static class GatewayProcess
     public static ExternalProcess Start(params string[] arguments) => ExternalProcess.Start("dotnet", [Dll, .. arguments]);
 
     /// <summary>Starts the gateway and waits until its socket answers /healthz.</summary>
-    public static async Task<ExternalProcess> StartHealthyAsync(string socketPath, params string[] arguments)
+    public static Task<ExternalProcess> StartHealthyAsync(string socketPath, params string[] arguments) => StartHealthyAsync(socketPath, null, arguments);
+
+    /// <summary>Starts the gateway with extra environment variables and waits until its socket answers /healthz.</summary>
+    public static async Task<ExternalProcess> StartHealthyAsync(string socketPath, IReadOnlyDictionary<string, string>? environment, params string[] arguments)
     {
-        var process = Start(["--Gateway:Listen:UnixSocket=" + socketPath, "--Logging:LogLevel:Default=Information", .. arguments]);
+        var process = ExternalProcess.Start("dotnet", environment, [Dll, "--Gateway:Listen:UnixSocket=" + socketPath, "--Logging:LogLevel:Default=Information", .. arguments]);
         await process.WaitForFileAsync(socketPath);
         using var client = UnixHttp.CreateClient(socketPath);
         var started = System.Diagnostics.Stopwatch.StartNew();

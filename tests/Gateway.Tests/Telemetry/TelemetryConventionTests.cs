@@ -63,6 +63,42 @@ public class TelemetryConventionTests
         Assert.True(b.Zip(b.Skip(1)).All(p => p.First < p.Second));
     }
 
+    /// <summary>docs/observability.md's Metrics table lists exactly the instruments of the Gateway and Gateway.Ipc meters.</summary>
+    [Fact]
+    public void ObservabilityDoc_ListsEveryInstrument_AndNoOther()
+    {
+        var published = new HashSet<string>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, _) =>
+            {
+                if (instrument.Meter.Name is GatewayMetrics.MeterName or IpcDiagnostics.MeterName)
+                {
+                    lock (published)
+                    {
+                        published.Add(instrument.Name);
+                    }
+                }
+            },
+        };
+        listener.Start();
+        using var meterFactory = new TestMeterFactory();
+        _ = new GatewayMetrics(meterFactory, null!);
+        RuntimeHelpers_EnsureIpcMeter();
+
+        var doc = File.ReadAllText(RepoPaths.Combine("docs", "observability.md"));
+        var section = doc[doc.IndexOf("## Metrics", StringComparison.Ordinal)..];
+        section = section[..section.IndexOf("\n## ", 5, StringComparison.Ordinal)];
+        var documented = section.Split('\n')
+            .Where(line => line.StartsWith("| `gateway.", StringComparison.Ordinal))
+            .SelectMany(line => System.Text.RegularExpressions.Regex.Matches(line.Split('|')[1], "`(gateway\\.[a-z_.]+)`").Select(m => m.Groups[1].Value))
+            .ToHashSet();
+
+        Assert.True(published.Count >= 10, $"only {published.Count} instruments published");
+        Assert.Empty(published.Except(documented));
+        Assert.Empty(documented.Except(published));
+    }
+
     [Fact]
     public async Task ExportedSpansAndMetrics_UseSemanticConventionNamesOrTheGatewayPrefix_AndTheAdvisedBuckets()
     {
