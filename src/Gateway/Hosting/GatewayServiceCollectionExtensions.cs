@@ -43,6 +43,23 @@ internal static class GatewayServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         RemoveDebugLogger(builder);
 
+        // Under systemd (NOTIFY_SOCKET, LISTEN_PID or a systemd parent): Type=notify readiness and stopping, journal
+        // log format; the watchdog pings when WatchdogSec is set (docs/systemd.md).
+        builder.Host.UseSystemd();
+        var notifySocket = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"));
+        if (notifySocket && !Microsoft.Extensions.Hosting.Systemd.SystemdHelpers.IsSystemdService())
+        {
+            // UseSystemd only looks at the parent process; a NOTIFY_SOCKET from elsewhere (a supervisor, a test) gets the
+            // library's notifier and lifetime too.
+            services.AddSingleton<Microsoft.Extensions.Hosting.Systemd.ISystemdNotifier, Microsoft.Extensions.Hosting.Systemd.SystemdNotifier>();
+            services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Systemd.SystemdLifetime>();
+        }
+
+        if (notifySocket)
+        {
+            services.AddHostedService<SystemdWatchdog>();
+        }
+
         services.AddOptions<GatewayOptions>()
             .BindConfiguration(GatewayOptions.SectionName)
             .PostConfigure(DemoDefaults.Apply)

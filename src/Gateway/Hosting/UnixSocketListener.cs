@@ -19,6 +19,7 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
     private readonly GatewayOptions _options;
     private readonly ILogger<UnixSocketListener> _logger;
     private bool _bound;
+    private string? _activated;
 
     public UnixSocketListener(IOptions<GatewayOptions> options, ILogger<UnixSocketListener> logger)
     {
@@ -38,9 +39,19 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
         kestrel.Limits.MaxRequestHeadersTotalSize = Math.Max(kestrel.Limits.MaxRequestHeadersTotalSize, limits.MaxRequestHeadersTotalSize * RequestLimitsOptions.KestrelBackstopFactor);
 
         var path = _options.Listen.UnixSocket;
-        Prepare(path, _logger);
-        kestrel.ListenUnixSocket(path, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
-        _bound = true;
+        if (Systemd.FindActivatedSocket(path) is { } activated)
+        {
+            // Socket activation: systemd owns the socket file, its mode and group; never unlink or re-create it.
+            _activated = activated.Path;
+            kestrel.ListenHandle((ulong)activated.Fd, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
+        }
+        else
+        {
+            Prepare(path, _logger);
+            kestrel.ListenUnixSocket(path, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
+            _bound = true;
+        }
+
         if (_options.Listen.TcpPort is { } port)
         {
             kestrel.Listen(System.Net.IPAddress.Loopback, port);
@@ -82,6 +93,11 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
     public Task StartedAsync(CancellationToken cancellationToken)
     {
         var listen = _options.Listen;
+        if (_activated is not null)
+        {
+            Log.ListeningActivated(_logger, _activated);
+        }
+
         if (!_bound || !PathEntryExists(listen.UnixSocket))
         {
             return Task.CompletedTask; // not on Kestrel (e.g. TestServer)
