@@ -24,14 +24,30 @@ internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IV
     public ValidateOptionsResult Validate(string? name, GatewayOptions options)
     {
         var errors = OptionsShape.Check(configuration.GetSection(GatewayOptions.SectionName), typeof(GatewayOptions)).ToList();
-        // One error per key: a value that is malformed was not bound, or bound blank; its shape error says why.
-        var malformed = errors.Select(KeyOf).ToHashSet(StringComparer.OrdinalIgnoreCase);
-        errors.AddRange(Validate(options).Where(e => !malformed.Contains(KeyOf(e))));
+        // A malformed value was not bound (or bound blank): its shape error says why, and an error about it, or one
+        // that compares another value with it, would be about a default the user never wrote.
+        var malformed = errors.Select(KeyOf).ToList();
+        errors.AddRange(Validate(options).Where(e => !malformed.Exists(key => Names(e, key))));
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 
-    /// <summary>The key an error names: the text before its first ": ".</summary>
+    /// <summary>The key an error is about: the text before its first ": ".</summary>
     private static string KeyOf(string error) => error.IndexOf(": ", StringComparison.Ordinal) is var i and >= 0 ? error[..i] : error;
+
+    /// <summary>Whether <paramref name="error"/> names <paramref name="key"/> itself (not merely a key that begins with it).</summary>
+    private static bool Names(string error, string key)
+    {
+        for (var i = error.IndexOf(key, StringComparison.OrdinalIgnoreCase); i >= 0; i = error.IndexOf(key, i + 1, StringComparison.OrdinalIgnoreCase))
+        {
+            var end = i + key.Length;
+            if (end == error.Length || !(char.IsLetterOrDigit(error[end]) || error[end] == ':' && end + 1 < error.Length && error[end + 1] != ' '))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     private static void ValidateResilience(List<string> errors, string key, BackendOptions backend)
     {

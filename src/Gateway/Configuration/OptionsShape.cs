@@ -96,7 +96,11 @@ internal static partial class OptionsShape
             type = nullable;
         }
 
-        if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(List<>))
+        if (type.IsArray)
+        {
+            InspectList(section, type.GetElementType()!, report);
+        }
+        else if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(List<>))
         {
             InspectList(section, type.GetGenericArguments()[0], report);
         }

@@ -363,6 +363,26 @@ public class EveryOptionTests
         Assert.StartsWith(key + ": ", error, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("Gateway:Backends:b:Retry:BaseDelay", "Gateway:Backends:b:Retry:MaxDelay", "00:00:00.010")] // MaxDelay < BaseDelay's default
+    [InlineData("Gateway:Backends:b:Timeout", "Gateway:Backends:b:AttemptTimeout", "00:01:00")] // AttemptTimeout > Timeout's default
+    [InlineData("Gateway:RateLimiting:PermitsPerSecond", "Gateway:RateLimiting:Burst", "5")] // Burst without PermitsPerSecond
+    public void BadValue_ComparedWithAnother_GivesOnlyItsOwnError(string badKey, string otherKey, string otherValue)
+    {
+        var error = Assert.Single(Errors(With((badKey, "bad"), (otherKey, otherValue))));
+
+        Assert.StartsWith($"{badKey}: 'bad' is not ", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BadValue_DoesNotHideTheErrorsOfKeysThatBeginWithTheSameName()
+    {
+        var errors = Errors(With(("Gateway:Backends:b:Timeout", "bad"), ("Gateway:Backends:b:Instances:0", "relative.sock"), ("Gateway:Routes:r:Timeout", "-00:00:01")));
+
+        Assert.Equal(3, errors.Count);
+        Assert.Contains("Gateway:Routes:r:Timeout: must be positive.", errors);
+    }
+
     [Fact]
     public void BadValueInARoute_KeepsTheRoute()
     {

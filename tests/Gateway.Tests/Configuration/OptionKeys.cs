@@ -52,9 +52,11 @@ public static class OptionKeys
                     yield return leaf;
                 }
             }
-            else if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(List<>))
+            else if (t.IsArray || (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(List<>)))
             {
-                yield return new OptionKey($"{key}:{Index}", t.GetGenericArguments()[0]);
+                var item = t.IsArray ? t.GetElementType()! : t.GetGenericArguments()[0];
+                Assert.True(item == typeof(string) || item.IsValueType, $"{key}: lists of sections are not walked yet; add them here");
+                yield return new OptionKey($"{key}:{Index}", item);
             }
             else if (t == typeof(string) || t.IsValueType)
             {
