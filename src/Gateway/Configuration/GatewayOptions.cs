@@ -54,6 +54,25 @@ public sealed class GatewayOptions
 
     /// <summary>Named routes.</summary>
     public Dictionary<string, RouteOptions> Routes { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>OpenTelemetry switches (read at start-up); the exporters themselves take the standard <c>OTEL_*</c> variables.</summary>
+    public TelemetryOptions Telemetry { get; set; } = new();
+}
+
+/// <summary>The <c>Gateway:Telemetry</c> section (read at start-up, see <c>AddGatewayTelemetry</c>).</summary>
+public sealed class TelemetryOptions
+{
+    /// <summary>
+    /// Whether traces, metrics and logs are also written by console exporters (development).
+    /// <value>The default value is <see langword="false"/>.</value>
+    /// </summary>
+    public bool Console { get; set; }
+
+    /// <summary>
+    /// Whether the OpenTelemetry SDK is on even without an exporter (e.g. for tests that add their own).
+    /// <value>The default value is <see langword="false"/>.</value>
+    /// </summary>
+    public bool Enabled { get; set; }
 }
 
 /// <summary>The <c>Gateway:Listen</c> section.</summary>

@@ -8,10 +8,12 @@ using Microsoft.Extensions.Options;
 namespace Gateway.Configuration;
 
 /// <summary>
-/// Cross-field validation of the whole <c>Gateway</c> section. Reports every error at once, each naming its
-/// configuration key, so a user fixes the file in one pass.
+/// Validation of the whole <c>Gateway</c> section: first its shape (<see cref="OptionsShape"/>: unknown keys, values
+/// that do not parse as their type, read from the configuration itself because binding loses them), then the bound
+/// values across fields. Reports every error at once, each naming its configuration key, so a user fixes the file in
+/// one pass; at start-up (ValidateOnStart) and on every reload (<see cref="Routing.RouteTableProvider"/>).
 /// </summary>
-internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
+internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IValidateOptions<GatewayOptions>
 {
     /// <summary>sun_path holds 108 bytes including the terminating NUL.</summary>
     internal const int MaxSocketPathBytes = 107;
@@ -21,8 +23,30 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
 
     public ValidateOptionsResult Validate(string? name, GatewayOptions options)
     {
-        var errors = Validate(options);
+        var errors = OptionsShape.Check(configuration.GetSection(GatewayOptions.SectionName), typeof(GatewayOptions)).ToList();
+        // A malformed value was not bound (or bound blank): its shape error says why, and an error about it, or one
+        // that compares another value with it, would be about a default the user never wrote.
+        var malformed = errors.Select(KeyOf).ToList();
+        errors.AddRange(Validate(options).Where(e => !malformed.Exists(key => Names(e, key))));
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>The key an error is about: the text before its first ": ".</summary>
+    private static string KeyOf(string error) => error.IndexOf(": ", StringComparison.Ordinal) is var i and >= 0 ? error[..i] : error;
+
+    /// <summary>Whether <paramref name="error"/> names <paramref name="key"/> itself (not merely a key that begins with it).</summary>
+    private static bool Names(string error, string key)
+    {
+        for (var i = error.IndexOf(key, StringComparison.OrdinalIgnoreCase); i >= 0; i = error.IndexOf(key, i + 1, StringComparison.OrdinalIgnoreCase))
+        {
+            var end = i + key.Length;
+            if (end == error.Length || !(char.IsLetterOrDigit(error[end]) || error[end] == ':' && end + 1 < error.Length && error[end + 1] != ' '))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static void ValidateResilience(List<string> errors, string key, BackendOptions backend)
@@ -257,6 +281,11 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             }
 
             ValidateCallerLists(errors, key, route.AllowedUids, route.AllowedGids);
+
+            if (route.ContentType is { } contentType && !Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out _))
+            {
+                errors.Add($"{key}:ContentType: '{contentType}' is not a media type (e.g. text/plain; charset=utf-8).");
+            }
 
             if (route.Timeout is { } timeout && timeout <= TimeSpan.Zero)
             {

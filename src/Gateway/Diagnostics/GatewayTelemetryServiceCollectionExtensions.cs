@@ -39,8 +39,9 @@ internal static class GatewayTelemetryServiceCollectionExtensions
             options.ActivityTrackingOptions |= ActivityTrackingOptions.TraceId | ActivityTrackingOptions.SpanId | ActivityTrackingOptions.ParentId);
 
         var otlp = !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
-        var console = configuration.GetValue<bool>(ConsoleKey);
-        if (!otlp && !console && !configuration.GetValue<bool>(EnabledKey))
+        // Read before the options exist; a value that is not a boolean counts as false here and fails validation at start.
+        var console = bool.TryParse(configuration[ConsoleKey], out var consoleOn) && consoleOn;
+        if (!otlp && !console && !(bool.TryParse(configuration[EnabledKey], out var enabled) && enabled))
         {
             return services;
         }

@@ -60,11 +60,7 @@ internal static class GatewayServiceCollectionExtensions
             services.AddHostedService<SystemdWatchdog>();
         }
 
-        services.AddOptions<GatewayOptions>()
-            .BindConfiguration(GatewayOptions.SectionName)
-            .PostConfigure(DemoDefaults.Apply)
-            .ValidateOnStart();
-        services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
+        services.AddGatewayOptions();
         // Read directly (not through IOptions<GatewayOptions>) so that resolving HostOptions while the host is
         // built does not run the gateway's validation early: that belongs to start-up (ValidateOnStart).
         services.AddOptions<HostOptions>().Configure<IConfiguration>((host, configuration) =>

@@ -16,7 +16,7 @@ namespace Gateway.Routing;
 /// </summary>
 internal sealed class RouteTableProvider : IAsyncDisposable
 {
-    private readonly IConfiguration _configuration;
+    private readonly IOptionsFactory<GatewayOptions> _optionsFactory;
     private readonly TimeProvider _timeProvider;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger<RouteTableProvider> _logger;
@@ -34,9 +34,9 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private long _version;
     private bool _disposed;
 
-    public RouteTableProvider(IOptions<GatewayOptions> options, IConfiguration configuration, TimeProvider timeProvider, ILoggerFactory loggerFactory)
+    public RouteTableProvider(IOptions<GatewayOptions> options, IOptionsFactory<GatewayOptions> optionsFactory, IConfiguration configuration, TimeProvider timeProvider, ILoggerFactory loggerFactory)
     {
-        _configuration = configuration;
+        _optionsFactory = optionsFactory;
         _timeProvider = timeProvider;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<RouteTableProvider>();
@@ -81,23 +81,19 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     internal void OnConfigurationChanged()
     {
         GatewayOptions options;
-        List<string> errors;
         try
         {
-            options = new GatewayOptions();
-            _configuration.GetSection(GatewayOptions.SectionName).Bind(options);
-            DemoDefaults.Apply(options);
-            errors = GatewayOptionsValidator.Validate(options);
+            // The start-up path exactly: bind the well-formed values, add the demo, validate shape and values.
+            options = _optionsFactory.Create(Options.DefaultName);
+        }
+        catch (OptionsValidationException ex)
+        {
+            Log.ConfigurationRejected(_logger, ConfigurationErrors.Format(ex.Failures));
+            return;
         }
         catch (Exception ex) when (ex is InvalidOperationException or FormatException)
         {
-            Log.ConfigurationRejected(_logger, ex.Message);
-            return;
-        }
-
-        if (errors.Count > 0)
-        {
-            Log.ConfigurationRejected(_logger, string.Join(Environment.NewLine, errors));
+            Log.ConfigurationRejected(_logger, ConfigurationErrors.Format([ex.Message]));
             return;
         }
 
@@ -116,7 +112,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             catch (InvalidOperationException ex)
             {
                 // e.g. a user or group name of an allow-list removed from /etc/passwd since validation a moment ago
-                Log.ConfigurationRejected(_logger, ex.Message);
+                Log.ConfigurationRejected(_logger, ConfigurationErrors.Format([ex.Message]));
                 return;
             }
         }
