@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # compose-smoke.sh - build and start docker-compose.yml (gateway + C# echo backend + raw Python
 # daemon), send requests through the shared-volume socket with `curl --unix-socket`, check the
-# replies, the socket permissions, the HEALTHCHECK and the SIGTERM shutdown, then remove every
-# container, network and volume of the run (the built images are kept as build cache).
+# replies, the socket permissions, the backends' healthchecks and the health-gated start, the
+# hardening (read-only root, no capabilities, no-new-privileges, internal network), the HEALTHCHECK and
+# the SIGTERM shutdown (a request in flight drains within the 10 s stop), then remove every container,
+# network and volume of the run (the built images are kept as build cache).
 #
 #   scripts/compose-smoke.sh              # podman + podman-compose (see docs/sidecar.md)
 #   COMPOSE="docker compose" ENGINE=docker scripts/compose-smoke.sh
@@ -55,7 +57,7 @@ teardown() {
   [ "$TORN_DOWN" = 1 ] && return
   TORN_DOWN=1
   if [ "${KEEP:-0}" = 1 ]; then
-    log "KEEP=1: stack left running; tear down with: $COMPOSE -p $PROJECT down -v && $ENGINE network rm ${PROJECT}_default"
+    log "KEEP=1: stack left running; tear down with: $COMPOSE -p $PROJECT down -v && $ENGINE network rm ${PROJECT}_sidecar"
     return
   fi
   local t; t=$(now)
@@ -63,6 +65,7 @@ teardown() {
   # podman-compose 1.0.3 removes neither the network nor (if down failed half-way) the volume.
   $ENGINE rm -f $($ENGINE ps -aq --filter "label=com.docker.compose.project=$PROJECT") >/dev/null 2>&1 || true
   $ENGINE volume rm -f "${PROJECT}_sockets" >/dev/null 2>&1 || true
+  $ENGINE network rm -f "${PROJECT}_sidecar" >/dev/null 2>&1 || true
   $ENGINE network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
   local left
   left="$($ENGINE ps -aq --filter "label=com.docker.compose.project=$PROJECT")$($ENGINE volume ls -q --filter "name=${PROJECT}_")$($ENGINE network ls -q --filter "name=${PROJECT}_")"
@@ -111,6 +114,60 @@ until [ -S "$SOCK" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2
   sleep 0.5
 done
 log "gateway answers GET /healthz on the volume socket after $(elapsed "$t")"
+
+# ------------------------------------------------------------------ backend healthchecks and the health-gated start
+# The gateway's depends_on waits for service_healthy (docker compose does; podman-compose 1.0.3 only orders
+# the start, and the gateway re-probes a backend that is not up yet after 0.5 s, 1 s, ...).
+got=$(python3 - <<'PY' 2>&1
+import yaml
+deps = yaml.safe_load(open("docker-compose.yml"))["services"]["gateway"]["depends_on"]
+print(" ".join(f"{name}:{(spec or {}).get('condition')}" for name, spec in sorted(deps.items())))
+PY
+)
+[ "$got" = "echo:service_healthy raw-echo:service_healthy" ] && ok "gateway depends_on: $got" \
+  || fail "gateway depends_on is '$got', want both backends with condition service_healthy"
+health() {  # health <service>: 0 when the container's healthcheck passes now
+  if [ "$ENGINE" = podman ]; then podman healthcheck run "$(cid "$1")" >/dev/null 2>&1
+  else [ "$(docker inspect -f '{{.State.Health.Status}}' "$(cid "$1")")" = healthy ]; fi
+}
+t=$(now)
+for s in echo raw-echo; do
+  deadline=$(( $(date +%s) + WAIT_SECONDS ))
+  until health "$s"; do
+    [ "$(date +%s)" -lt "$deadline" ] || { fail "$s: healthcheck not passing within ${WAIT_SECONDS}s"; break; }
+    sleep 0.5
+  done
+  health "$s" && ok "$s: healthcheck passes after $(elapsed "$t") ($($ENGINE inspect -f '{{join .Config.Healthcheck.Test " "}}' "$(cid "$s")" 2>/dev/null | sed "s|^CMD-SHELL /bin/sh -c ||; s/' '/ /g"))"
+done
+t=$(now)
+# Both backends in the gateway's rotation: /readyz is 200 only when every backend has a healthy instance.
+deadline=$(( $(date +%s) + 10 ))
+until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --unix-socket "$SOCK" http://localhost/readyz)" = 200 ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || { fail "gateway /readyz not 200 within 10 s of the backends being healthy"; break; }
+  sleep 0.2
+done
+log "gateway /readyz 200 (both backends taken in) $(elapsed "$t") after their healthchecks passed"
+
+# ------------------------------------------------------------------ hardening (docker-compose.yml x-hardened)
+for s in "${SERVICES[@]}"; do
+  id=$(cid "$s")
+  ro=$($ENGINE inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$id")
+  secopt=$($ENGINE inspect -f '{{join .HostConfig.SecurityOpt ","}}' "$id")
+  # What the process really has: no effective/permitted/bounding capability, no_new_privs set.
+  status=$($ENGINE exec "$id" cat /proc/1/status 2>/dev/null || true)
+  capeff=$(awk '/^CapEff:/ {print $2}' <<<"$status"); capbnd=$(awk '/^CapBnd:/ {print $2}' <<<"$status")
+  nnp=$(awk '/^NoNewPrivs:/ {print $2}' <<<"$status")
+  # No route out: an internal network gives the container no default route.
+  routes=$($ENGINE exec "$id" cat /proc/net/route 2>/dev/null | awk 'NR > 1 && $2 == "00000000"' | wc -l)
+  if [ "$ro" = true ] && [[ "$secopt" == *no-new-privileges* ]] && [ "$capeff" = 0000000000000000 ] \
+     && [ "$capbnd" = 0000000000000000 ] && [ "$nnp" = 1 ] && [ "$routes" = 0 ]; then
+    ok "$s: read-only root, CapEff/CapBnd 0, NoNewPrivs 1, no default route"
+  else
+    fail "$s: hardening not applied: ReadonlyRootfs=$ro SecurityOpt=$secopt CapEff=$capeff CapBnd=$capbnd NoNewPrivs=$nnp default routes=$routes"
+  fi
+done
+internal=$($ENGINE network inspect "${PROJECT}_sidecar" --format '{{.Internal}}' 2>/dev/null || echo '?')
+[ "$internal" = true ] && ok "network ${PROJECT}_sidecar is internal" || fail "network ${PROJECT}_sidecar internal='$internal', want true"
 
 # ------------------------------------------------------------------ requests through the volume
 t=$(now)
@@ -191,12 +248,28 @@ else
   done
 fi
 
-# ------------------------------------------------------------------ SIGTERM: clean exit, sockets removed
+# ------------------------------------------------------------------ SIGTERM: drain, clean exit, sockets removed
+# 10 s before SIGKILL, as podman-compose 1.0.3 stops (it ignores stop_grace_period); Gateway__DrainTimeout is 8 s.
 t=$(now)
+DRAIN_BODY=$(mktemp)
+# A request that takes 3 s, in flight when the gateway gets SIGTERM: it must still be answered.
+curl -s -o "$DRAIN_BODY" -w '%{http_code}' --max-time 20 --unix-socket "$SOCK" -H 'x-echo-delay-ms: 3000' \
+  http://localhost/echo/draining > "$DRAIN_BODY.status" 2>/dev/null &
+drain_pid=$!
+sleep 1   # let the request reach the backend (it waits 3 s there)
 for s in gateway echo raw-echo; do
   id=$(cid "$s")
+  t_stop=$(now)
   # (podman without systemd complains that it cannot remove the health-check timer: harmless)
-  $ENGINE stop -t 20 "$id" > /dev/null 2> >(grep -v 'unable to get systemd connection' >&2)
+  $ENGINE stop -t 10 "$id" > /dev/null 2> >(grep -v 'unable to get systemd connection' >&2)
+  log "$s stopped in $(elapsed "$t_stop")"
+  if [ "$s" = gateway ]; then
+    wait "$drain_pid" || true
+    got="$(cat "$DRAIN_BODY.status" 2>/dev/null) $(cat "$DRAIN_BODY" 2>/dev/null)"
+    [ "$got" = "200 GET /echo/draining" ] && ok "request in flight at SIGTERM drained: 200" \
+      || fail "request in flight at SIGTERM got '$got', want '200 GET /echo/draining'"
+    rm -f "$DRAIN_BODY" "$DRAIN_BODY.status"
+  fi
   code=$($ENGINE inspect -f '{{.State.ExitCode}}' "$id")
   [ "$code" = 0 ] && ok "$s: SIGTERM -> exit 0" || fail "$s: exit code $code after SIGTERM (137 = killed after the grace period)"
 done

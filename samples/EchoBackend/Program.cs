@@ -3,6 +3,7 @@
 // Backend__SocketPath); default /tmp/gateway/echo.sock. Other Backend:* keys bind DatagramBackendOptions.
 // Traces: with OTEL_EXPORTER_OTLP_ENDPOINT set, the backend's spans (gateway.ipc.handle, parented by the gateway's
 // attempt span through the request's traceparent) are exported over OTLP; OTEL_SERVICE_NAME defaults to "echo".
+// --healthcheck: PING the configured socket instead of serving, exit 0 on PONG (container healthchecks and probes).
 using EchoBackend;
 using Gateway.Ipc.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
@@ -10,11 +11,18 @@ using Microsoft.Extensions.Hosting;
 using OpenTelemetry;
 using OpenTelemetry.Resources;
 
-var builder = Host.CreateApplicationBuilder(args);
+const string DefaultSocketPath = "/tmp/gateway/echo.sock";
+
+var builder = Host.CreateApplicationBuilder(args.Where(a => a != HealthCheckCommand.Switch).ToArray());
+if (args.Contains(HealthCheckCommand.Switch))
+{
+    return await HealthCheckCommand.RunAsync(builder.Configuration, DefaultSocketPath);
+}
+
 builder.Services
     .AddDatagramBackend("echo", builder.Configuration.GetSection("Backend"), o =>
     {
-        o.SocketPath = "/tmp/gateway/echo.sock";
+        o.SocketPath = DefaultSocketPath;
 
         // The echo answers at once (or awaits its delay): start it on the receive thread, no thread-pool hop.
         o.RunHandlersInline = true;
@@ -31,4 +39,5 @@ if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOIN
         .UseOtlpExporter();
 }
 
-builder.Build().Run();
+await builder.Build().RunAsync();
+return 0;

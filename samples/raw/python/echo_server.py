@@ -7,6 +7,11 @@ byte unchanged). That is all a backend in the gateway's *raw* mode has to do: th
 the HTTP request body as one datagram and returns the first datagram it gets back as the 200 body.
 
     python3 echo_server.py --socket /run/gateway/raw-echo.sock [--mode 660]
+    python3 echo_server.py --socket /run/gateway/raw-echo.sock --healthcheck
+
+--healthcheck sends one datagram to the running daemon from a socket bound to an abstract address and exits
+0 if the upper-cased echo comes back within 2 s, else 1 (a container healthcheck without any other tool;
+run it in the daemon's network namespace, i.e. its container).
 
 Standard library only (socketserver). SIGTERM and SIGINT stop it cleanly and remove the socket file.
 """
@@ -14,6 +19,7 @@ Standard library only (socketserver). SIGTERM and SIGINT stop it cleanly and rem
 import argparse
 import os
 import signal
+import socket
 import socketserver
 import stat
 import sys
@@ -46,6 +52,25 @@ def remove_stale(path):
         pass
 
 
+def healthcheck(path, timeout=2.0):
+    """Exit status 0 when the daemon at path echoes a probe datagram (upper-cased) within timeout seconds."""
+    probe = b"healthcheck %d" % os.getpid()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(b"\0gw-raw-healthcheck-%d" % os.getpid())  # abstract: nothing to write, nothing to unlink
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(probe, path)
+            reply = sock.recv(MAX_DATAGRAM)
+        except OSError as e:  # absent, refused, no permission, timed out
+            print(f"unix:{path}: {e.strerror or e}", file=sys.stderr, flush=True)
+            return 1
+    if reply != probe.upper():
+        print(f"unix:{path}: unexpected reply {reply[:60]!r}", file=sys.stderr, flush=True)
+        return 1
+    print(f"unix:{path}: echo ok", flush=True)
+    return 0
+
+
 def stop(signum, frame):
     raise SystemExit(0)
 
@@ -55,7 +80,11 @@ def main():
     parser.add_argument("--socket", required=True, help="path of the datagram socket to bind")
     parser.add_argument("--mode", default="660",
                         help="octal file mode of the socket file (default 660: owner and group)")
+    parser.add_argument("--healthcheck", action="store_true",
+                        help="probe the daemon already running on --socket instead of serving; exit 0 if it echoes")
     args = parser.parse_args()
+    if args.healthcheck:
+        sys.exit(healthcheck(args.socket))
 
     # PID 1 in a container ignores SIGTERM unless the program handles it.
     signal.signal(signal.SIGTERM, stop)

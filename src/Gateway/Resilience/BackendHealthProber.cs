@@ -7,7 +7,9 @@ namespace Gateway.Resilience;
 /// <summary>
 /// Active health checks: PINGs every instance at its backend's <c>HealthCheck:Interval</c>. A failed probe
 /// ejects the instance; a successful one readmits it (and so readmits an instance ejected for failing requests).
-/// Readiness (<c>/readyz</c>) and <c>/admin/backends</c> read the result; they do not probe.
+/// An ejected or unanswered instance is re-probed sooner, with backoff from 0.5 s up to the interval
+/// (<see cref="InstanceResilience.NextProbeDue"/>), so a backend still starting when the gateway starts is taken in
+/// about a second after it comes up. Readiness (<c>/readyz</c>) and <c>/admin/backends</c> read the result; they do not probe.
 /// </summary>
 internal sealed class BackendHealthProber(RouteTableProvider routes, TimeProvider timeProvider, ILogger<BackendHealthProber> logger) : BackgroundService
 {
@@ -48,7 +50,7 @@ internal sealed class BackendHealthProber(RouteTableProvider routes, TimeProvide
             {
                 foreach (var instance in backend.Instances)
                 {
-                    if (!dueOnly || instance.Resilience.LastProbe is not { } last || now - last >= backend.HealthCheck.Interval)
+                    if (!dueOnly || instance.Resilience.NextProbeDue(backend.HealthCheck.Interval) <= now)
                     {
                         probes.Add(ProbeAsync(instance, backend.HealthCheck.Timeout, cancellationToken));
                     }
@@ -101,14 +103,21 @@ internal sealed class BackendHealthProber(RouteTableProvider routes, TimeProvide
         }
     }
 
+    /// <summary>How long until the next instance is due (at least <see cref="MinTick"/>; 10 s when there is none).</summary>
     private TimeSpan Tick()
     {
+        var now = timeProvider.GetUtcNow();
         var tick = TimeSpan.MaxValue;
         foreach (var backend in routes.Current.Backends.Values)
         {
-            if (backend.HealthCheck.Interval < tick)
+            foreach (var instance in backend.Instances)
             {
-                tick = backend.HealthCheck.Interval;
+                var due = instance.Resilience.NextProbeDue(backend.HealthCheck.Interval);
+                var wait = due <= now ? TimeSpan.Zero : due - now;
+                if (wait < tick)
+                {
+                    tick = wait;
+                }
             }
         }
 

@@ -43,6 +43,7 @@ internal sealed class InstanceResilience : IDisposable
     private object? _breaker;
     private int _consecutiveFailures;
     private int _ejected;
+    private int _failedProbes;
     private long _timeouts;
     private long _retries;
     private long _rejected;
@@ -167,6 +168,38 @@ internal sealed class InstanceResilience : IDisposable
 
     public bool? LastProbeSucceeded { get; private set; }
 
+    /// <summary>Probes that failed in a row (0 after a successful one).</summary>
+    public int ConsecutiveFailedProbes => Volatile.Read(ref _failedProbes);
+
+    /// <summary>The first re-probe of an instance that is ejected or did not answer its last probe comes this long after it.</summary>
+    public static readonly TimeSpan FirstReprobeDelay = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// When the instance is due for its next probe. A healthy instance: <paramref name="interval"/> after its last
+    /// probe. One that is ejected or failed its last probe (e.g. a backend still starting next to the gateway): sooner,
+    /// with backoff: 0.5 s after the last probe, then 1 s, 2 s, … doubling per failed probe, never later than
+    /// <paramref name="interval"/>; so a backend that comes up a moment after the gateway is taken in within about a
+    /// second, not after a whole interval. Never probed: now.
+    /// </summary>
+    /// <param name="interval">The backend's <c>HealthCheck:Interval</c>.</param>
+    /// <returns>The time of the next probe.</returns>
+    public DateTimeOffset NextProbeDue(TimeSpan interval)
+    {
+        if (LastProbe is not { } last)
+        {
+            return DateTimeOffset.MinValue;
+        }
+
+        if (!IsEjected && LastProbeSucceeded != false)
+        {
+            return last + interval;
+        }
+
+        var failed = Math.Max(ConsecutiveFailedProbes, 1);
+        var backoff = failed >= 31 ? interval : FirstReprobeDelay * (1L << Math.Min(failed - 1, 30));
+        return last + (backoff < interval ? backoff : interval);
+    }
+
     /// <summary>Failures that say something about the instance (not about the request or the caller).</summary>
     public static bool IsInstanceFailure(Exception? exception) => exception is DatagramException
     {
@@ -260,10 +293,12 @@ internal sealed class InstanceResilience : IDisposable
         LastProbeSucceeded = healthy;
         if (healthy)
         {
+            Volatile.Write(ref _failedProbes, 0);
             Volatile.Write(ref _consecutiveFailures, 0);
             return Interlocked.Exchange(ref _ejected, 0) != 0 ? true : null;
         }
 
+        Interlocked.Increment(ref _failedProbes);
         return Interlocked.Exchange(ref _ejected, 1) == 0 ? false : null;
     }
 
