@@ -39,10 +39,16 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
 
         var path = _options.Listen.UnixSocket;
         Prepare(path, _logger);
+        if (_options.DemoBackend is { Enabled: true, SocketPath: { } demo } && Path.GetDirectoryName(Path.GetFullPath(demo)) is { Length: > 0 } demoDirectory)
+        {
+            // Checked here, with the HTTP socket's, so that a failure is one line naming its key (the demo's own start is later).
+            SocketDirectory.Ensure(demoDirectory, $"{GatewayOptions.SectionName}:DemoBackend:SocketPath");
+        }
         kestrel.ListenUnixSocket(path, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
         _bound = true;
         if (_options.Listen.TcpPort is { } port)
         {
+            EnsureTcpPortFree(port);
             kestrel.Listen(System.Net.IPAddress.Loopback, port);
         }
     }
@@ -50,10 +56,10 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
     /// <summary>Creates the directory; removes a stale socket file; refuses a live one or a non-socket file.</summary>
     internal static void Prepare(string path, ILogger logger)
     {
-        var directory = Path.GetDirectoryName(path);
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(directory))
         {
-            Directory.CreateDirectory(directory);
+            SocketDirectory.Ensure(directory, $"{GatewayOptions.SectionName}:Listen:UnixSocket");
         }
 
         SocketFileState state;
@@ -63,17 +69,35 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
         }
         catch (SocketFileException ex)
         {
-            throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): {ex.Message} Remove it or choose another path.", ex);
+            // The exception's message carries its own advice.
+            throw new StartupException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): {ex.Message}", ex);
         }
 
         switch (state)
         {
             case SocketFileState.Live:
-                throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): another process is already serving on it. Stop it or choose another path.");
+                throw new StartupException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): another process is already serving on it. Stop it or choose another path.");
             case SocketFileState.Stale:
                 File.Delete(path);
                 Log.StaleSocketRemoved(logger, path);
                 break;
+        }
+    }
+
+    /// <summary>
+    /// Binds the loopback port once, as Kestrel will, so that a port in use is reported naming its key here, while
+    /// the server is configured, rather than as the host's start-up failure with a stack trace.
+    /// </summary>
+    internal static void EnsureTcpPortFree(int port)
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            probe.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+        }
+        catch (SocketException ex)
+        {
+            throw new StartupException($"Cannot listen on 127.0.0.1:{port} ({GatewayOptions.SectionName}:Listen:TcpPort): {ex.Message}. Stop the process using the port or choose another port.", ex);
         }
     }
 
