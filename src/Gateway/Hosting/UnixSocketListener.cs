@@ -39,11 +39,13 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
 
         var path = _options.Listen.UnixSocket;
         Prepare(path, _logger);
-        if (_options.DemoBackend is { Enabled: true, SocketPath: { } demo } && Path.GetDirectoryName(Path.GetFullPath(demo)) is { Length: > 0 } demoDirectory)
+        if (_options.DemoBackend.Enabled == true)
         {
-            // Checked here, with the HTTP socket's, so that a failure is one line naming its key (the demo's own start is later).
-            SocketDirectory.Ensure(demoDirectory, $"{GatewayOptions.SectionName}:DemoBackend:SocketPath");
+            // Checked here, with the HTTP socket, so that a failure is one line naming its key: the demo backend's own
+            // start comes later, where the host would first log the exception with its stack trace.
+            PrepareDemo(DemoDefaults.SocketPath(_options));
         }
+
         kestrel.ListenUnixSocket(path, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
         _bound = true;
         if (_options.Listen.TcpPort is { } port)
@@ -81,6 +83,32 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
                 File.Delete(path);
                 Log.StaleSocketRemoved(logger, path);
                 break;
+        }
+    }
+
+    /// <summary>Checks the demo backend's socket path: its directory, and no live process or non-socket file on it.</summary>
+    private static void PrepareDemo(string path)
+    {
+        const string Key = $"{GatewayOptions.SectionName}:DemoBackend:SocketPath";
+        path = Path.GetFullPath(path);
+        if (Path.GetDirectoryName(path) is { Length: > 0 } directory)
+        {
+            SocketDirectory.Ensure(directory, Key);
+        }
+
+        SocketFileState state;
+        try
+        {
+            state = UnixSocketFile.Probe(path, SocketType.Dgram);
+        }
+        catch (SocketFileException ex)
+        {
+            throw new StartupException($"Cannot start the demo backend on {path} ({Key}): {ex.Message}", ex);
+        }
+
+        if (state == SocketFileState.Live)
+        {
+            throw new StartupException($"Cannot start the demo backend on {path} ({Key}, by default beside Gateway:Listen:UnixSocket): another process is serving on it. Stop it, choose another path, or set Gateway:DemoBackend:Enabled=false.");
         }
     }
 

@@ -64,6 +64,19 @@ public class StartupErrorTests
     }
 
     [Fact]
+    public async Task SecondGatewayInTheSameDirectory_DemoBackendSocketInUse_NamesItsKey_WithoutTheHostsStackTrace()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var first = await GatewayProcess.StartHealthyAsync(dir.Socket("first.sock"));
+
+        var output = await ExpectStartupFailureAsync(GatewayProcess.Start("--Gateway:Listen:UnixSocket=" + dir.Socket("second.sock")));
+
+        Assert.Contains($"Cannot start the demo backend on {dir.Socket("demo-echo.sock")} (Gateway:DemoBackend:SocketPath, by default beside Gateway:Listen:UnixSocket): another process is serving on it.", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Hosting failed to start", output, StringComparison.Ordinal);
+        Assert.False(first.HasExited);
+    }
+
+    [Fact]
     public async Task TcpPortInUse_NamesTheKeyAndThePort()
     {
         using var dir = new TempSocketDirectory();
