@@ -46,6 +46,11 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
             PrepareDemo(DemoDefaults.SocketPath(_options));
         }
 
+        if (!string.IsNullOrWhiteSpace(_options.Listen.SocketGroup))
+        {
+            EnsureMayGiveGroup(_options.Listen.SocketGroup);
+        }
+
         kestrel.ListenUnixSocket(path, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
         _bound = true;
         if (_options.Listen.TcpPort is { } port)
@@ -85,6 +90,45 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
                 break;
         }
     }
+
+    /// <summary>
+    /// A process other than root may give its files only a group it belongs to: checked here, before the socket exists,
+    /// so that the failure is one line naming the key rather than the host's stack trace once the server has started.
+    /// </summary>
+    private static unsafe void EnsureMayGiveGroup(string group)
+    {
+        if (GetEffectiveUid() == 0)
+        {
+            return;
+        }
+
+        var gid = (uint)ResolveGroup(group);
+        if (gid == GetEffectiveGid())
+        {
+            return;
+        }
+
+        var groups = new uint[Math.Max(GetGroups(0, null), 0)];
+        fixed (uint* list = groups)
+        {
+            var count = GetGroups(groups.Length, list);
+            if (count >= 0 && groups.AsSpan(0, count).Contains(gid))
+            {
+                return;
+            }
+        }
+
+        throw new StartupException($"{GatewayOptions.SectionName}:Listen:SocketGroup: this process (uid {GetEffectiveUid()}) is not a member of the group '{group}' (gid {gid}), so it cannot give the socket that group. Add the user to the group, or run the gateway with it as a supplementary group.");
+    }
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    private static partial uint GetEffectiveUid();
+
+    [LibraryImport("libc", EntryPoint = "getegid")]
+    private static partial uint GetEffectiveGid();
+
+    [LibraryImport("libc", EntryPoint = "getgroups")]
+    private static unsafe partial int GetGroups(int size, uint* list);
 
     /// <summary>Checks the demo backend's socket path: its directory, and no live process or non-socket file on it.</summary>
     private static void PrepareDemo(string path)
@@ -151,7 +195,7 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
             var gid = ResolveGroup(listen.SocketGroup);
             if (Chown(listen.UnixSocket, -1, gid) != 0)
             {
-                throw new InvalidOperationException($"Cannot give {listen.UnixSocket} the group '{listen.SocketGroup}' (Gateway:Listen:SocketGroup): chown failed with errno {Marshal.GetLastPInvokeError()}.");
+                throw new InvalidOperationException($"Cannot give {listen.UnixSocket} the group '{listen.SocketGroup}' (Gateway:Listen:SocketGroup): chown failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}.");
             }
 
             groupText = string.Create(CultureInfo.InvariantCulture, $", group {listen.SocketGroup}");

@@ -77,6 +77,25 @@ public class StartupErrorTests
     }
 
     [Fact]
+    public async Task SocketGroupTheProcessIsNotIn_NamesTheKeyBeforeTheServerStarts()
+    {
+        using var dir = new TempSocketDirectory();
+        var mine = Directory.CreateDirectory(dir.Socket("nobody")).FullName;
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0b111_101_101);
+        await using (var chown = ExternalProcess.Start("chown", "65534:65534", mine))
+        {
+            Assert.Equal(0, await chown.WaitForExitAsync());
+        }
+
+        // nobody, without supplementary groups, may not give its files the group daemon (gid 1).
+        var output = await ExpectStartupFailureAsync(ExternalProcess.Start(
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "dotnet", GatewayProcess.Dll, "--Gateway:Listen:UnixSocket=" + Path.Combine(mine, "gw.sock"), "--Gateway:Listen:SocketGroup=daemon"));
+
+        Assert.Contains("Gateway: cannot start: Gateway:Listen:SocketGroup: this process (uid 65534) is not a member of the group 'daemon' (gid 1)", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Hosting failed to start", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TcpPortInUse_NamesTheKeyAndThePort()
     {
         using var dir = new TempSocketDirectory();
