@@ -1,20 +1,26 @@
 using Gateway.Hosting;
 using Microsoft.Extensions.Options;
 
-if (args.Contains(HealthCheckCommand.Switch))
-{
-    var configuration = WebApplication.CreateBuilder(new WebApplicationOptions
-    {
-        Args = args.Where(a => a != HealthCheckCommand.Switch).ToArray(),
-        ContentRootPath = AppContext.BaseDirectory,
-    }).Configuration;
-    return await HealthCheckCommand.RunAsync(configuration);
-}
-
 try
 {
-    // appsettings*.json are read from beside the executable, whatever the working directory.
+    args = ConfigurationFiles.ExtractConfigSwitch(args, out var configFile);
+    if (args.Contains(HealthCheckCommand.Switch))
+    {
+        var healthBuilder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args.Where(a => a != HealthCheckCommand.Switch).ToArray(),
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        ConfigurationFiles.Apply(healthBuilder, configFile);
+        return await HealthCheckCommand.RunAsync(healthBuilder.Configuration);
+    }
+
+    // appsettings*.json are read from beside the executable, whatever the working directory (in Development, from
+    // the project directory when it exists), then the --config / GATEWAY_CONFIG file; all are watched.
     var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+    var configurationFiles = ConfigurationFiles.Apply(builder, configFile);
+    builder.Services.AddSingleton(configurationFiles);
+    builder.Services.AddHostedService<ConfigurationFilesLog>();
     builder.AddGateway();
 
     var app = builder.Build();

@@ -48,12 +48,25 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
         else
         {
             Prepare(path, _logger);
+            if (!string.IsNullOrWhiteSpace(_options.Listen.SocketGroup))
+            {
+                EnsureMayGiveGroup(_options.Listen.SocketGroup);
+            }
+
             kestrel.ListenUnixSocket(path, listen => listen.Use(PeerCredentialsConnectionMiddleware.Create(_logger)));
             _bound = true;
         }
 
+        if (_options.DemoBackend.Enabled == true)
+        {
+            // Checked here, with the HTTP socket, so that a failure is one line naming its key: the demo backend's own
+            // start comes later, where the host would first log the exception with its stack trace.
+            PrepareDemo(DemoDefaults.SocketPath(_options));
+        }
+
         if (_options.Listen.TcpPort is { } port)
         {
+            EnsureTcpPortFree(port);
             kestrel.Listen(System.Net.IPAddress.Loopback, port);
         }
     }
@@ -61,10 +74,10 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
     /// <summary>Creates the directory; removes a stale socket file; refuses a live one or a non-socket file.</summary>
     internal static void Prepare(string path, ILogger logger)
     {
-        var directory = Path.GetDirectoryName(path);
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(directory))
         {
-            Directory.CreateDirectory(directory);
+            SocketDirectory.Ensure(directory, $"{GatewayOptions.SectionName}:Listen:UnixSocket");
         }
 
         SocketFileState state;
@@ -74,17 +87,100 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
         }
         catch (SocketFileException ex)
         {
-            throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): {ex.Message} Remove it or choose another path.", ex);
+            // The exception's message carries its own advice.
+            throw new StartupException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): {ex.Message}", ex);
         }
 
         switch (state)
         {
             case SocketFileState.Live:
-                throw new InvalidOperationException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): another process is already serving on it. Stop it or choose another path.");
+                throw new StartupException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): another process is already serving on it. Stop it or choose another path.");
             case SocketFileState.Stale:
                 File.Delete(path);
                 Log.StaleSocketRemoved(logger, path);
                 break;
+        }
+    }
+
+    /// <summary>
+    /// A process other than root may give its files only a group it belongs to: checked here, before the socket exists,
+    /// so that the failure is one line naming the key rather than the host's stack trace once the server has started.
+    /// </summary>
+    private static unsafe void EnsureMayGiveGroup(string group)
+    {
+        if (GetEffectiveUid() == 0)
+        {
+            return;
+        }
+
+        var gid = (uint)ResolveGroup(group);
+        if (gid == GetEffectiveGid())
+        {
+            return;
+        }
+
+        var groups = new uint[Math.Max(GetGroups(0, null), 0)];
+        fixed (uint* list = groups)
+        {
+            var count = GetGroups(groups.Length, list);
+            if (count >= 0 && groups.AsSpan(0, count).Contains(gid))
+            {
+                return;
+            }
+        }
+
+        throw new StartupException($"{GatewayOptions.SectionName}:Listen:SocketGroup: this process (uid {GetEffectiveUid()}) is not a member of the group '{group}' (gid {gid}), so it cannot give the socket that group. Add the user to the group, or run the gateway with it as a supplementary group.");
+    }
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    private static partial uint GetEffectiveUid();
+
+    [LibraryImport("libc", EntryPoint = "getegid")]
+    private static partial uint GetEffectiveGid();
+
+    [LibraryImport("libc", EntryPoint = "getgroups")]
+    private static unsafe partial int GetGroups(int size, uint* list);
+
+    /// <summary>Checks the demo backend's socket path: its directory, and no live process or non-socket file on it.</summary>
+    private static void PrepareDemo(string path)
+    {
+        const string Key = $"{GatewayOptions.SectionName}:DemoBackend:SocketPath";
+        path = Path.GetFullPath(path);
+        if (Path.GetDirectoryName(path) is { Length: > 0 } directory)
+        {
+            SocketDirectory.Ensure(directory, Key);
+        }
+
+        SocketFileState state;
+        try
+        {
+            state = UnixSocketFile.Probe(path, SocketType.Dgram);
+        }
+        catch (SocketFileException ex)
+        {
+            throw new StartupException($"Cannot start the demo backend on {path} ({Key}): {ex.Message}", ex);
+        }
+
+        if (state == SocketFileState.Live)
+        {
+            throw new StartupException($"Cannot start the demo backend on {path} ({Key}, by default beside Gateway:Listen:UnixSocket): another process is serving on it. Stop it, choose another path, or set Gateway:DemoBackend:Enabled=false.");
+        }
+    }
+
+    /// <summary>
+    /// Binds the loopback port once, as Kestrel will, so that a port in use is reported naming its key here, while
+    /// the server is configured, rather than as the host's start-up failure with a stack trace.
+    /// </summary>
+    internal static void EnsureTcpPortFree(int port)
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            probe.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+        }
+        catch (SocketException ex)
+        {
+            throw new StartupException($"Cannot listen on 127.0.0.1:{port} ({GatewayOptions.SectionName}:Listen:TcpPort): {ex.Message}. Stop the process using the port or choose another port.", ex);
         }
     }
 
@@ -115,7 +211,7 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
             var gid = ResolveGroup(listen.SocketGroup);
             if (Chown(listen.UnixSocket, -1, gid) != 0)
             {
-                throw new InvalidOperationException($"Cannot give {listen.UnixSocket} the group '{listen.SocketGroup}' (Gateway:Listen:SocketGroup): chown failed with errno {Marshal.GetLastPInvokeError()}.");
+                throw new InvalidOperationException($"Cannot give {listen.UnixSocket} the group '{listen.SocketGroup}' (Gateway:Listen:SocketGroup): chown failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}.");
             }
 
             groupText = string.Create(CultureInfo.InvariantCulture, $", group {listen.SocketGroup}");

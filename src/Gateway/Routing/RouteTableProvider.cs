@@ -252,7 +252,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         if (!Directory.Exists(directory))
         {
             // Created private (the umask can only narrow it); an existing directory, e.g. a shared volume, keeps its mode.
-            Directory.CreateDirectory(directory, ReplyDirectoryMode(socketMode));
+            Hosting.SocketDirectory.Ensure(directory, $"{GatewayOptions.SectionName}:ReplySocketDirectory", ReplyDirectoryMode(socketMode));
             return;
         }
 
