@@ -39,13 +39,20 @@ internal static class GatewayServiceCollectionExtensions
     /// <summary>Registers the gateway: options (validated at start), route table, forwarding, listener, health.</summary>
     public static WebApplicationBuilder AddGateway(this WebApplicationBuilder builder)
     {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw new PlatformNotSupportedException("The gateway runs on Linux only: it relies on Unix datagram sockets with abstract names, SO_PEERCRED and statx(2).");
+        }
+
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
         RemoveDebugLogger(builder);
 
+        // The registrations are final once the host is built, including a TestServer that WebApplicationFactory adds.
+        services.AddSingleton(_ => new InMemorySocketDirectory(!InMemorySocketDirectory.ServesOnKestrel(services)));
         services.AddOptions<GatewayOptions>()
             .BindConfiguration(GatewayOptions.SectionName)
-            .PostConfigure(DemoDefaults.Apply)
+            .PostConfigure<InMemorySocketDirectory>(static (options, directory) => DemoDefaults.Apply(options, directory.GetPath))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
         // Read directly (not through IOptions<GatewayOptions>) so that resolving HostOptions while the host is

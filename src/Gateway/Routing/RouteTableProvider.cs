@@ -1,5 +1,6 @@
 using Gateway.Configuration;
 using Gateway.Diagnostics;
+using Gateway.Hosting;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Raw;
 using Gateway.Resilience;
@@ -17,6 +18,7 @@ namespace Gateway.Routing;
 internal sealed class RouteTableProvider : IAsyncDisposable
 {
     private readonly IConfiguration _configuration;
+    private readonly InMemorySocketDirectory _socketDirectory;
     private readonly TimeProvider _timeProvider;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger<RouteTableProvider> _logger;
@@ -34,8 +36,9 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private long _version;
     private bool _disposed;
 
-    public RouteTableProvider(IOptions<GatewayOptions> options, IConfiguration configuration, TimeProvider timeProvider, ILoggerFactory loggerFactory)
+    public RouteTableProvider(IOptions<GatewayOptions> options, IConfiguration configuration, TimeProvider timeProvider, ILoggerFactory loggerFactory, InMemorySocketDirectory socketDirectory)
     {
+        _socketDirectory = socketDirectory;
         _configuration = configuration;
         _timeProvider = timeProvider;
         _loggerFactory = loggerFactory;
@@ -86,7 +89,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         {
             options = new GatewayOptions();
             _configuration.GetSection(GatewayOptions.SectionName).Bind(options);
-            DemoDefaults.Apply(options);
+            DemoDefaults.Apply(options, _socketDirectory.GetPath);
             errors = GatewayOptionsValidator.Validate(options);
         }
         catch (Exception ex) when (ex is InvalidOperationException or FormatException)
