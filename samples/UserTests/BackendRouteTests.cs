@@ -1,6 +1,5 @@
 using System.Text;
 using Gateway.Ipc.Backend;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 
 namespace UserTests;
