@@ -138,7 +138,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// </summary>
     /// <param name="cancellationToken">Not used; binding does not wait.</param>
     /// <returns>A completed task once the socket is bound.</returns>
-    /// <exception cref="SocketFileException">The path is not a socket, or another process serves it.</exception>
+    /// <exception cref="SocketFileException">The path is not a socket, or a live socket (of this or another process) is bound to it.</exception>
     /// <exception cref="InvalidOperationException">The server was already started, or stopped.</exception>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {

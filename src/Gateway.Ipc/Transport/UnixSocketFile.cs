@@ -13,11 +13,11 @@ public enum SocketFileState
     /// <summary>A socket file exists but no process is bound to it (connecting is refused): safe to unlink.</summary>
     Stale,
 
-    /// <summary>A process is bound to the socket file (connecting succeeded): do not touch it.</summary>
+    /// <summary>A socket is bound to the file (connecting succeeded), in this process or another: do not touch it.</summary>
     Live,
 }
 
-/// <summary>Thrown when a socket file cannot be taken over: the path is not a socket, or a live process serves it.</summary>
+/// <summary>Thrown when a socket file cannot be taken over: the path is not a socket, or a live socket (of this or another process) is bound to it.</summary>
 public sealed class SocketFileException : IOException
 {
     /// <summary>Creates the exception.</summary>
@@ -292,7 +292,7 @@ public sealed class UnixSocketFile : IDisposable
     };
 
     private static SocketFileException LiveException(string path, Exception? inner) =>
-        new(path, $"The socket path '{path}' is in use: another process is serving it. Stop that process or choose another path.", inner);
+        new(path, $"A socket at '{path}' is in use (by this or another process). Stop whatever serves it or choose another path.", inner);
 
     private static SocketFileException NotSocketException(string path) =>
         new(path, $"The path '{path}' exists and is not a socket; refusing to replace it. Remove it or choose another path.");

@@ -7,20 +7,32 @@ internal static class DemoDefaults
     public const string RouteName = "echo";
     public const string RoutePath = "/echo/{**rest}";
 
+    /// <summary>Adds the demo backend and route when the demo is enabled, at the configured or default paths.</summary>
+    public static void Apply(GatewayOptions options) => Apply(options, null);
+
     public static bool IsEnabled(GatewayOptions options) => options.DemoBackend.Enabled ?? options.Backends.Count == 0;
 
     public static string SocketPath(GatewayOptions options) =>
         options.DemoBackend.SocketPath
         ?? Path.Combine(Path.GetDirectoryName(options.Listen.UnixSocket) ?? "/tmp", "demo-echo.sock");
 
-    /// <summary>Adds the demo backend and route when the demo is enabled (post-configuration).</summary>
-    public static void Apply(GatewayOptions options)
+    /// <summary>
+    /// Adds the demo backend and route when the demo is enabled (post-configuration). <paramref name="privateDirectory"/>,
+    /// when given, yields the directory for the demo socket if no <c>Gateway:DemoBackend:SocketPath</c> is configured
+    /// (in memory under TestServer: see <see cref="Hosting.InMemorySocketDirectory"/>).
+    /// </summary>
+    public static void Apply(GatewayOptions options, Func<string?>? privateDirectory)
     {
         // Decide once: after the demo backend is added, "no backend configured" is no longer true.
         options.DemoBackend.Enabled = IsEnabled(options) && !string.IsNullOrWhiteSpace(options.Listen.UnixSocket);
         if (options.DemoBackend.Enabled != true)
         {
             return;
+        }
+
+        if (options.DemoBackend.SocketPath is null && privateDirectory?.Invoke() is { } directory)
+        {
+            options.DemoBackend.SocketPath = Path.Combine(directory, "demo-echo.sock");
         }
 
         options.Backends.TryAdd(BackendName, new BackendOptions { Instances = [SocketPath(options)], Timeout = TimeSpan.FromSeconds(10) });

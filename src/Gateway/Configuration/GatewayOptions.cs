@@ -111,7 +111,8 @@ public sealed class DemoBackendOptions
 
     /// <summary>
     /// Datagram socket path of the demo backend.
-    /// <value>The default value is a file <c>demo-echo.sock</c> beside the HTTP socket.</value>
+    /// <value>The default value is a file <c>demo-echo.sock</c> beside the HTTP socket; in memory under TestServer
+    /// (WebApplicationFactory), one in a private temporary directory of the host.</value>
     /// </summary>
     public string? SocketPath { get; set; }
 }

@@ -1,4 +1,5 @@
 using Gateway.Configuration;
+using Gateway.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -18,7 +19,7 @@ internal static class GatewayOptionsServiceCollectionExtensions
     {
         services.AddOptions<GatewayOptions>()
             .Configure<IConfiguration>((options, configuration) => OptionsShape.Bind(configuration.GetSection(GatewayOptions.SectionName), options))
-            .PostConfigure(DemoDefaults.Apply)
+            .PostConfigure<InMemorySocketDirectory>(static (options, directory) => DemoDefaults.Apply(options, directory.GetPath))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
         return services;

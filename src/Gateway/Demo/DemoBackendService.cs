@@ -2,6 +2,7 @@ using System.Globalization;
 using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Backend;
+using Gateway.Ipc.Transport;
 using Microsoft.Extensions.Options;
 
 namespace Gateway.Demo;
@@ -25,8 +26,21 @@ internal sealed class DemoBackendService(IOptions<GatewayOptions> options, TimeP
 
         var path = DemoDefaults.SocketPath(gateway);
         var echo = new DemoEchoHandler(timeProvider);
-        _server = new DatagramBackendServer(new DatagramBackendOptions { SocketPath = path }, echo.HandleAsync, timeProvider, loggerFactory);
-        await _server.StartAsync(cancellationToken);
+        var server = new DatagramBackendServer(new DatagramBackendOptions { SocketPath = path }, echo.HandleAsync, timeProvider, loggerFactory);
+        try
+        {
+            await server.StartAsync(cancellationToken);
+        }
+        catch (SocketFileException ex)
+        {
+            await server.DisposeAsync();
+            var key = gateway.DemoBackend.SocketPath is null
+                ? $"{GatewayOptions.SectionName}:DemoBackend:SocketPath, by default beside {GatewayOptions.SectionName}:Listen:UnixSocket"
+                : $"{GatewayOptions.SectionName}:DemoBackend:SocketPath";
+            throw new InvalidOperationException($"Cannot start the demo backend on {path} ({key}): {ex.Message}", ex);
+        }
+
+        _server = server;
         Log.DemoBackendStarted(loggerFactory.CreateLogger<DemoBackendService>(), path);
     }
 

@@ -10,7 +10,7 @@ internal static partial class Log
     [LoggerMessage(1001, LogLevel.Information, "Listening on unix:{SocketPath} (mode {Mode}{GroupText})")]
     public static partial void ListeningUnix(ILogger logger, string socketPath, string mode, string groupText);
 
-    [LoggerMessage(1040, LogLevel.Information, "Listening on unix:{SocketPath}, a socket passed by systemd (socket activation: its file, mode and group are systemd's)")]
+    [LoggerMessage(1050, LogLevel.Information, "Listening on unix:{SocketPath}, a socket passed by systemd (socket activation: its file, mode and group are systemd's)")]
     public static partial void ListeningActivated(ILogger logger, string socketPath);
 
     [LoggerMessage(1002, LogLevel.Information, "Listening on http://127.0.0.1:{Port} (loopback TCP, for browsers and Swagger UI)")]

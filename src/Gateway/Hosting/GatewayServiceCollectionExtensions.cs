@@ -39,6 +39,11 @@ internal static class GatewayServiceCollectionExtensions
     /// <summary>Registers the gateway: options (validated at start), route table, forwarding, listener, health.</summary>
     public static WebApplicationBuilder AddGateway(this WebApplicationBuilder builder)
     {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw new PlatformNotSupportedException("The gateway runs on Linux only: it relies on Unix datagram sockets with abstract names, SO_PEERCRED and statx(2).");
+        }
+
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
         RemoveDebugLogger(builder);
@@ -60,6 +65,8 @@ internal static class GatewayServiceCollectionExtensions
             services.AddHostedService<SystemdWatchdog>();
         }
 
+        // The registrations are final once the host is built, including a TestServer that WebApplicationFactory adds.
+        services.AddSingleton(_ => new InMemorySocketDirectory(!InMemorySocketDirectory.ServesOnKestrel(services)));
         services.AddGatewayOptions();
         // Read directly (not through IOptions<GatewayOptions>) so that resolving HostOptions while the host is
         // built does not run the gateway's validation early: that belongs to start-up (ValidateOnStart).

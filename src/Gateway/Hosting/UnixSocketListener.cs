@@ -94,7 +94,7 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
         switch (state)
         {
             case SocketFileState.Live:
-                throw new StartupException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): another process is already serving on it. Stop it or choose another path.");
+                throw new StartupException($"Cannot listen on {path} (Gateway:Listen:UnixSocket): a socket at this path is in use (by this or another process). Stop whatever serves it or choose another path.");
             case SocketFileState.Stale:
                 File.Delete(path);
                 Log.StaleSocketRemoved(logger, path);

@@ -817,7 +817,7 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
         var ex = await Assert.ThrowsAsync<SocketFileException>(() => second.StartAsync());
 
         Assert.Contains(first.SocketPath, ex.Message, StringComparison.Ordinal);
-        Assert.Contains("another process is serving it", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("is in use (by this or another process)", ex.Message, StringComparison.Ordinal);
         using var client = new TestClient(first.SocketPath);
         client.SendRequest(1);
         Assert.Equal("first", (await client.ReceiveAsync()).BodyText);

@@ -56,7 +56,7 @@ public sealed class UnixSocketFileTests : IDisposable
 
         Assert.Equal(path, ex.Path);
         Assert.Contains(path, ex.Message, StringComparison.Ordinal);
-        Assert.Contains("another process is serving it", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("is in use (by this or another process)", ex.Message, StringComparison.Ordinal);
         Assert.Equal(SocketFileState.Live, UnixSocketFile.Probe(path, SocketType.Dgram));
     }
 

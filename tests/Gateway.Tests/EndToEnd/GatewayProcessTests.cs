@@ -158,7 +158,7 @@ public class GatewayProcessTests(ITestOutputHelper output)
         var exitCode = await second.WaitForExitAsync();
 
         Assert.Equal(2, exitCode);
-        Assert.Contains($"Cannot listen on {socket} (Gateway:Listen:UnixSocket): another process is already serving on it.", second.Output, StringComparison.Ordinal);
+        Assert.Contains($"Cannot listen on {socket} (Gateway:Listen:UnixSocket): a socket at this path is in use (by this or another process).", second.Output, StringComparison.Ordinal);
         using var client = UnixHttp.CreateClient(socket);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode);
     }
