@@ -10,6 +10,7 @@ using Gateway.Resilience;
 using Gateway.Routing;
 using Gateway.Security;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
 using Polly;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
@@ -28,13 +29,17 @@ internal sealed class ForwardingHandler
     private readonly ILogger<ForwardingHandler> _logger;
     private readonly RouteTableProvider _routes;
     private readonly ForwardingPipelineProvider _pipelines;
+    private readonly GatewayMetrics _metrics;
+    private readonly string _requestIdHeader;
 
-    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines)
+    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines, GatewayMetrics metrics, IOptions<GatewayOptions> options)
     {
         _timeProvider = timeProvider;
         _logger = logger;
         _routes = routes;
         _pipelines = pipelines;
+        _metrics = metrics;
+        _requestIdHeader = options.Value.RequestIdHeader;
     }
 
     /// <summary>Not async itself: a held request keeps one state machine less (bench/README.md).</summary>
@@ -159,8 +164,43 @@ internal sealed class ForwardingHandler
 
         using (reply)
         {
-            await WriteReplyAsync(context, reply, route).ConfigureAwait(false);
+            try
+            {
+                await WriteReplyAsync(context, reply, route, attempt.Last?.SocketPath ?? first.SocketPath).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
+            {
+                await MappingFailedAsync(context, route, ex).ConfigureAwait(false);
+            }
         }
+    }
+
+    /// <summary>
+    /// The safety net behind the reply rules (docs/protocol.md section 4.2): whatever goes wrong while a reply becomes
+    /// the HTTP response is a 502 <c>malformed-reply</c> while the response has not started, never Kestrel's empty 500;
+    /// once it has started (status and headers sent), the connection is aborted, so that a caller never takes a
+    /// truncated body for a complete response.
+    /// </summary>
+    private async Task MappingFailedAsync(HttpContext context, GatewayRoute route, Exception exception)
+    {
+        var response = context.Response;
+        if (response.HasStarted)
+        {
+            Log.ResponseFailedAfterStart(_logger, exception, route.Name, route.Backend.Name);
+            context.Abort();
+            return;
+        }
+
+        Log.ReplyMappingFailed(_logger, exception, route.Name, route.Backend.Name);
+        var correlationId = RequestLogScope.CorrelationIdOf(context);
+        response.Clear();
+        response.Headers[_requestIdHeader] = context.TraceIdentifier;
+        if (correlationId is not null)
+        {
+            response.Headers[CorrelationItems.CorrelationIdHeader] = correlationId;
+        }
+
+        await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedReply, $"The reply of backend '{route.Backend.Name}' could not be turned into an HTTP response: {exception.Message}").ConfigureAwait(false);
     }
 
     private static readonly Func<ForwardingAttempt, ValueTask<Outcome<DatagramReply>>> RunOnce = static attempt => attempt.RunOnceAsync();
@@ -252,13 +292,20 @@ internal sealed class ForwardingHandler
 
         using (reply)
         {
-            var response = context.Response;
-            response.StatusCode = StatusCodes.Status200OK;
-            response.ContentType = route.ContentType ?? "application/octet-stream";
-            response.ContentLength = reply.Payload.Length;
-            if (!HttpMethods.IsHead(context.Request.Method))
+            try
             {
-                await response.Body.WriteAsync(reply.Payload, context.RequestAborted).ConfigureAwait(false);
+                var response = context.Response;
+                response.StatusCode = StatusCodes.Status200OK;
+                response.ContentType = route.ContentType ?? "application/octet-stream";
+                response.ContentLength = reply.Payload.Length;
+                if (!HttpMethods.IsHead(context.Request.Method))
+                {
+                    await response.Body.WriteAsync(reply.Payload, context.RequestAborted).ConfigureAwait(false);
+                }
+            }
+            catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
+            {
+                await MappingFailedAsync(context, route, ex).ConfigureAwait(false);
             }
         }
     }
@@ -405,7 +452,7 @@ internal sealed class ForwardingHandler
         }
     }
 
-    private async Task WriteReplyAsync(HttpContext context, DatagramReply reply, GatewayRoute route)
+    private async Task WriteReplyAsync(HttpContext context, DatagramReply reply, GatewayRoute route, string socketPath)
     {
         if (reply.Kind == MessageKind.Error)
         {
@@ -424,8 +471,29 @@ internal sealed class ForwardingHandler
             return;
         }
 
+        if (ReplyRules.FindHeaderViolation(reply.Response) is { } violation)
+        {
+            Log.MalformedReplyHead(_logger, route.Name, route.Backend.Name, socketPath, violation);
+            await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedReply, $"Backend '{route.Backend.Name}' ({socketPath}) sent a reply that breaks the wire protocol: {violation}.").ConfigureAwait(false);
+            return;
+        }
+
         var bodyOffset = ApplyResponseHead(context.Response, reply);
         var body = reply.Payload[bodyOffset..];
+        var status = context.Response.StatusCode;
+        if (ReplyRules.StatusHasNoContent(status))
+        {
+            // No content and no Content-Length (RFC 9110 sections 8.6, 15.3.5, 15.3.6, 15.4.5); a body is dropped, counted.
+            if (!body.IsEmpty)
+            {
+                Log.ReplyBodyDropped(_logger, route.Name, route.Backend.Name, status, body.Length);
+                _metrics.RecordBodyDropped(route.Name, route.Backend.Name, status);
+            }
+
+            return;
+        }
+
+        // A reply to HEAD carries the body a GET would get: its length is the Content-Length, the body is not sent.
         context.Response.ContentLength = body.Length;
         if (body.Length > 0 && !HttpMethods.IsHead(context.Request.Method))
         {
