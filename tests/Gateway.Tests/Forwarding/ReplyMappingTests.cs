@@ -1,8 +1,14 @@
 using System.Diagnostics.Metrics;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Gateway.Testing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Gateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -199,5 +205,214 @@ public class ReplyMappingTests
         });
         listener.Start();
         return listener;
+    }
+}
+
+/// <summary>
+/// The safety net behind the reply rules: a failure the rules did not foresee, injected into the response body, is a
+/// 502 <c>malformed-reply</c> before the response has started, and an aborted connection (never a truncated success)
+/// after it has started; the gateway keeps answering.
+/// </summary>
+public class ReplyMappingSafetyNetTests
+{
+    private const string FaultHeader = "x-test-fault";
+
+    [Theory]
+    [InlineData("envelope")]
+    [InlineData("raw")]
+    public async Task FailureBeforeTheResponseStarted_Is502MalformedReply_NotAnEmpty500(string mode)
+    {
+        await using var setup = await StartAsync(mode);
+
+        var response = await SendAsync(setup.Factory, setup.Path, "before-start");
+        var after = await SendAsync(setup.Factory, setup.Path, null);
+
+        ReplyMappingTests.AssertMalformedReply(response, head: false, "could not be turned into an HTTP response: injected");
+        Assert.Equal(200, after.Status);
+        Assert.Equal("0123456789", Encoding.ASCII.GetString(after.Body));
+    }
+
+    [Theory]
+    [InlineData("envelope")]
+    [InlineData("raw")]
+    public async Task FailureAfterTheResponseStarted_AbortsTheConnection_TheCallerCannotTakeItForComplete(string mode)
+    {
+        await using var setup = await StartAsync(mode);
+
+        var bytes = await RawUnixHttp.ExchangeAsync(setup.Factory.SocketPath, RawUnixHttp.Request("GET", setup.Path, null, (FaultHeader, "after-start")), ReplyMappingTests.HangGuard);
+        var after = await SendAsync(setup.Factory, setup.Path, null);
+
+        Assert.StartsWith("HTTP/1.1 200 ", Encoding.ASCII.GetString(bytes), StringComparison.Ordinal);
+        var ex = Assert.Throws<FormatException>(() => Http11ResponseParser.Parse(bytes, headRequest: false));
+        Assert.Contains("Content-Length 10 but 0 bytes", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(200, after.Status);
+    }
+
+    private static async Task<Http11Response> SendAsync(GatewayFactory factory, string path, string? fault)
+    {
+        var request = fault is null ? RawUnixHttp.Request("GET", path) : RawUnixHttp.Request("GET", path, null, (FaultHeader, fault));
+        return Http11ResponseParser.Parse(await RawUnixHttp.ExchangeAsync(factory.SocketPath, request, ReplyMappingTests.HangGuard), headRequest: false);
+    }
+
+    private sealed class Setup(TempSocketDirectory dir, IAsyncDisposable backend, GatewayFactory factory, string path) : IAsyncDisposable
+    {
+        public GatewayFactory Factory => factory;
+
+        public string Path => path;
+
+        public async ValueTask DisposeAsync()
+        {
+            await factory.DisposeAsync();
+            await backend.DisposeAsync();
+            dir.Dispose();
+        }
+    }
+
+    private static async Task<Setup> StartAsync(string mode)
+    {
+        var dir = new TempSocketDirectory();
+        IAsyncDisposable backend;
+        Dictionary<string, string?> settings;
+        if (mode == "raw")
+        {
+            var raw = new RawEchoServer(dir.Socket("raw.sock"), "0123456789"u8.ToArray());
+            backend = raw;
+            settings = new()
+            {
+                ["Gateway:Backends:s:Mode"] = "Raw",
+                ["Gateway:Backends:s:Instances:0"] = raw.Path,
+                ["Gateway:Routes:r:Path"] = "/r/{**rest}",
+                ["Gateway:Routes:r:Backend"] = "s",
+            };
+        }
+        else
+        {
+            var scripted = new ScriptedReplyBackend(dir.Socket("b.sock"), _ => ScriptedReplyBackend.Payload(200, [("x-a", "1")], "0123456789"));
+            backend = scripted;
+            settings = ReplyMappingTests.Settings(scripted.SocketPath);
+        }
+
+        var factory = new GatewayFactory(dir, settings, services => services.AddSingleton<IStartupFilter, FaultInjection>()).StartKestrel();
+        return new Setup(dir, backend, factory, "/r/x");
+    }
+
+    /// <summary>A raw daemon that answers every datagram with the same bytes.</summary>
+    private sealed class RawEchoServer : IAsyncDisposable
+    {
+        private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        private readonly Task _loop;
+
+        public RawEchoServer(string path, byte[] reply)
+        {
+            Path = path;
+            _socket.Bind(new UnixDomainSocketEndPoint(path));
+            _loop = Task.Run(async () =>
+            {
+                var buffer = new byte[65536];
+                var sender = new SocketAddress(AddressFamily.Unix, 128);
+                while (true)
+                {
+                    sender.Size = 128;
+                    try
+                    {
+                        await _socket.ReceiveFromAsync(buffer, SocketFlags.None, sender);
+                        var to = new SocketAddress(AddressFamily.Unix, sender.Size);
+                        sender.Buffer.Span[..sender.Size].CopyTo(to.Buffer.Span);
+                        await _socket.SendToAsync(reply, SocketFlags.None, to);
+                    }
+                    catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+
+        public string Path { get; }
+
+        public async ValueTask DisposeAsync()
+        {
+            _socket.Dispose();
+            await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>Puts a response body that fails once (before or after starting the response) under requests that ask for it.</summary>
+    private sealed class FaultInjection : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            app.Use((context, nextMiddleware) =>
+            {
+                if (context.Request.Headers[FaultHeader] is [var fault])
+                {
+                    var inner = context.Features.Get<IHttpResponseBodyFeature>()!;
+                    context.Features.Set<IHttpResponseBodyFeature>(new FailingBody(inner, startFirst: fault == "after-start"));
+                }
+
+                return nextMiddleware(context);
+            });
+            next(app);
+        };
+    }
+
+    private sealed class FailingBody(IHttpResponseBodyFeature inner, bool startFirst) : Stream, IHttpResponseBodyFeature
+    {
+        private int _failed;
+
+        public Stream Stream => this;
+
+        public PipeWriter Writer => inner.Writer;
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public Task CompleteAsync() => inner.CompleteAsync();
+
+        public void DisableBuffering() => inner.DisableBuffering();
+
+        public Task SendFileAsync(string path, long offset, long? count, CancellationToken cancellationToken = default) => inner.SendFileAsync(path, offset, count, cancellationToken);
+
+        public Task StartAsync(CancellationToken cancellationToken = default) => inner.StartAsync(cancellationToken);
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (Interlocked.Exchange(ref _failed, 1) == 0)
+            {
+                if (startFirst)
+                {
+                    await inner.StartAsync(cancellationToken);
+                    await inner.Writer.FlushAsync(cancellationToken); // the status line and headers are on the wire
+                }
+
+                throw new InvalidOperationException("injected");
+            }
+
+            await inner.Stream.WriteAsync(buffer, cancellationToken);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override void Flush()
+        {
+        }
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.Stream.FlushAsync(cancellationToken);
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }
