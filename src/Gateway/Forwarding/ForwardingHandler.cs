@@ -88,14 +88,10 @@ internal sealed class ForwardingHandler
         var budget = route.Timeout;
         EncodeRequestHead(context, writer, correlationId, budget, table.ForwardCallerCredentials);
 
-        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+        if ((context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+            && !await ReadRequestBodyAsync(context, route, writer).ConfigureAwait(false))
         {
-            var length = await ReadBodyAsync(request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
-            if (length < 0)
-            {
-                await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
-                return;
-            }
+            return;
         }
 
         var frame = writer.Complete();
@@ -245,14 +241,10 @@ internal sealed class ForwardingHandler
     {
         var backend = route.Backend;
         using var body = new FrameWriter(InitialFrameSize(context.Request, route.MaxBodySize, withHead: false));
-        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+        if ((context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+            && !await ReadRequestBodyAsync(context, route, body).ConfigureAwait(false))
         {
-            var length = await ReadBodyAsync(context.Request.BodyReader, body, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
-            if (length < 0)
-            {
-                await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
-                return;
-            }
+            return;
         }
 
         var first = InstanceSelector.Select(backend, []);
@@ -423,6 +415,33 @@ internal sealed class ForwardingHandler
 
     private static ReadOnlySpan<char> Format(uint value, Span<char> buffer) =>
         value.TryFormat(buffer, out var written, default, CultureInfo.InvariantCulture) ? buffer[..written] : throw new InvalidOperationException("A uint has at most 10 digits.");
+
+    /// <summary>
+    /// Reads the request body into the frame; false after answering with a problem: 413 <c>body-too-large</c> over the
+    /// route's limit, 400 <c>malformed-request-body</c> when Kestrel cannot decode the body (bad chunked framing, a body
+    /// shorter than its Content-Length), which Kestrel would otherwise answer with a bodyless 400.
+    /// </summary>
+    private static async ValueTask<bool> ReadRequestBodyAsync(HttpContext context, GatewayRoute route, FrameWriter writer)
+    {
+        long length;
+        try
+        {
+            length = await ReadBodyAsync(context.Request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status400BadRequest && !context.Response.HasStarted)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedRequestBody, $"The request body could not be read: {ex.Message}").ConfigureAwait(false);
+            return false;
+        }
+
+        if (length < 0)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+            return false;
+        }
+
+        return true;
+    }
 
     /// <summary>Copies the body into the frame; returns its length, or -1 when it exceeds <paramref name="limit"/>.</summary>
     private static async ValueTask<long> ReadBodyAsync(PipeReader reader, FrameWriter writer, long limit, CancellationToken cancellationToken)

@@ -76,3 +76,25 @@ public class KestrelRejectionTests
         return Encoding.ASCII.GetBytes(text.Append("\r\n").ToString());
     }
 }
+
+/// <summary>A body Kestrel cannot decode is found while the gateway reads it: that one gets problem details.</summary>
+public class MalformedRequestBodyTests
+{
+    [Theory]
+    [InlineData("bad chunk size", "POST /r/x HTTP/1.1\r\nHost: g\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")]
+    [InlineData("chunk without CRLF", "POST /r/x HTTP/1.1\r\nHost: g\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n")]
+    public async Task UndecodableBody_Is400MalformedRequestBody_NothingSentToTheBackend(string what, string request)
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = new ScriptedReplyBackend(dir.Socket("b.sock"), _ => ScriptedReplyBackend.Payload(200, [], "x"));
+        await using var factory = new GatewayFactory(dir, ReplyMappingTests.Settings(backend.SocketPath)).StartKestrel();
+
+        var bytes = await RawUnixHttp.ExchangeAsync(factory.SocketPath, Encoding.ASCII.GetBytes(request), ReplyMappingTests.HangGuard);
+        var response = Http11ResponseParser.Parse(bytes, headRequest: false);
+
+        Assert.True(response.Status == 400, $"{what}: {response.Status}");
+        Assert.Equal("application/problem+json", response.Get("Content-Type"));
+        Assert.Contains("urn:gateway:problem:malformed-request-body", Encoding.UTF8.GetString(response.Body), StringComparison.Ordinal);
+        Assert.Equal(0, backend.Requests);
+    }
+}
