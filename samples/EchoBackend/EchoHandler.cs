@@ -25,6 +25,12 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
             await Task.Delay(TimeSpan.FromMilliseconds(delay), timeProvider, cancellationToken);
         }
 
+        if (status is 204 or 205 or 304)
+        {
+            // These statuses have no content (docs/protocol.md section 4.2, "Empty bodies").
+            return BackendResponse.Bytes(ReadOnlyMemory<byte>.Empty, "application/octet-stream", status);
+        }
+
         if (!request.Body.IsEmpty)
         {
             return BackendResponse.Bytes(request.Body, request.GetHeader("content-type") ?? "application/octet-stream", status);

@@ -403,6 +403,9 @@ class Backend:
                 return ERROR, error_payload(DEADLINE_EXCEEDED, "the budget ran out while waiting")
             if cancel.wait(wait):
                 return None
+        if status in (204, 205, 304):
+            # These statuses have no content (protocol.md 4.2, "Empty bodies").
+            return RESPONSE, response_payload(status, [], b"")
         if body:
             content_type = header_value(headers, b"content-type") or b"application/octet-stream"
             return RESPONSE, response_payload(status, [(b"content-type", content_type)], body)

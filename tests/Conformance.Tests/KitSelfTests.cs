@@ -105,6 +105,87 @@ public sealed class KitSelfTests
         }
     }
 
+    /// <summary>
+    /// A backend that echoes naively: every REQUEST gets a RESPONSE with the status from x-echo-status and a body (also
+    /// for 204/304 and HEAD: "{METHOD} {target}\n" or the request's body), and, optionally, a header value with a
+    /// non-ASCII byte or a token-breaking name.
+    /// </summary>
+    private static FakeBackend NaiveEcho(string path, bool bodyForNoContent, bool emptyForHead, (byte[] Name, byte[] Value)? extraHeader) =>
+        new(path, (header, datagram) =>
+        {
+            if (header.Kind == MessageKind.Ping)
+            {
+                return Control(MessageKind.Pong, header.CorrelationId, header.Attempt);
+            }
+
+            if (header.Kind != MessageKind.Request)
+            {
+                return null;
+            }
+
+            var request = RequestView.Read(datagram.AsSpan(ProtocolConstants.HeaderSize));
+            var status = int.TryParse(request.Headers.GetValue("x-echo-status"), out var s) ? s : 200;
+            var method = request.GetMethod();
+            byte[] body = request.Body.IsEmpty ? System.Text.Encoding.UTF8.GetBytes($"{method} {request.GetTarget()}\n") : request.Body.ToArray();
+            if ((!bodyForNoContent && status is 204 or 304) || (emptyForHead && method == "HEAD"))
+            {
+                body = [];
+            }
+
+            using var writer = new FrameWriter();
+            writer.BeginResponse(header.CorrelationId, header.Attempt, status);
+            writer.AddHeader("content-type"u8, "text/plain"u8);
+            if (extraHeader is var (name, value))
+            {
+                writer.AddHeader(name, value);
+            }
+
+            writer.WriteBody(body);
+            return writer.Complete().ToArray();
+        });
+
+    [Fact]
+    public async Task Kit_AgainstABackendThatSendsABodyWith204_FailsEmptyBodyStatuses_PassesTheOthers()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var fake = NaiveEcho(dir.Socket("fake.sock"), bodyForNoContent: true, emptyForHead: false, extraHeader: null);
+
+        var results = (await ConformanceKit.RunAsync(fake.Path, new ConformanceOptions { Timeout = TimeSpan.FromSeconds(3) }, ["empty-body-statuses", "head-like-get", "header-utf8"])).ToDictionary(r => r.Name);
+
+        Assert.Equal(CheckOutcome.Fail, results["empty-body-statuses"].Outcome);
+        Assert.Contains("the 204 RESPONSE has a 13-byte body", results["empty-body-statuses"].Detail, StringComparison.Ordinal);
+        Assert.Equal(CheckOutcome.Pass, results["head-like-get"].Outcome);
+        Assert.Equal(CheckOutcome.Pass, results["header-utf8"].Outcome);
+    }
+
+    [Fact]
+    public async Task Kit_AgainstABackendThatBlanksHeadReplies_FailsHeadLikeGet()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var fake = NaiveEcho(dir.Socket("fake.sock"), bodyForNoContent: false, emptyForHead: true, extraHeader: null);
+
+        var results = (await ConformanceKit.RunAsync(fake.Path, new ConformanceOptions { Timeout = TimeSpan.FromSeconds(3) }, ["empty-body-statuses", "head-like-get"])).ToDictionary(r => r.Name);
+
+        Assert.Equal(CheckOutcome.Pass, results["empty-body-statuses"].Outcome);
+        Assert.Equal(CheckOutcome.Fail, results["head-like-get"].Outcome);
+        Assert.Contains("a HEAD reply carries the body GET would get", results["head-like-get"].Detail, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("x-name", new byte[] { 0x63, 0x61, 0x66, 0xc3, 0xa9 }, "byte 0xc3 at offset 3")]
+    [InlineData("x-name", new byte[] { 0x61, 0x0a, 0x62 }, "byte 0x0a at offset 1")]
+    [InlineData("x name", new byte[] { 0x76 }, "has byte 0x20, not a token character")]
+    public async Task Kit_AgainstABackendWhoseReplyHeadersAreNotAscii_FailsEveryRequestCheck(string name, byte[] value, string detail)
+    {
+        using var dir = new TempSocketDirectory();
+        await using var fake = NaiveEcho(dir.Socket("fake.sock"), bodyForNoContent: false, emptyForHead: false, (System.Text.Encoding.ASCII.GetBytes(name), value));
+
+        var results = await ConformanceKit.RunAsync(fake.Path, new ConformanceOptions { Timeout = TimeSpan.FromSeconds(3) }, ["echo", "head-like-get", "header-utf8"]);
+
+        Assert.All(results, r => Assert.Equal(CheckOutcome.Fail, r.Outcome));
+        Assert.All(results, r => Assert.Contains(detail, r.Detail, StringComparison.Ordinal));
+    }
+
     [Fact]
     public void FormatTable_ListsEveryResult_AndCountsOutcomes()
     {

@@ -64,6 +64,9 @@ internal static class Checks
         ("malformed-needless-fragments", NeedlessFragmentsAsync),
         ("client-kinds-ignored", ClientKindsAsync),
         ("unbound-sender", UnboundSenderAsync),
+        ("empty-body-statuses", EmptyBodyStatusesAsync),
+        ("head-like-get", HeadLikeGetAsync),
+        ("header-utf8", HeaderUtf8Async),
         ("large-1MiB", ctx => LargeAsync(ctx, 1 << 20)),
         ("large-5MiB", ctx => LargeAsync(ctx, 5 << 20)),
         ("largest-message", LargestMessageAsync),
@@ -152,6 +155,59 @@ internal static class Checks
         return reply.Body.AsSpan().SequenceEqual(body) && reply.GetHeader("content-type") == "application/x-kit"
             ? Pass("3,000 B body and content-type echoed, status 201 from x-echo-status")
             : Fail($"body or content-type differ (content-type {reply.GetHeader("content-type") ?? "(none)"}, {reply.Body.Length} B)");
+    }
+
+    // empty-body-statuses: x-echo-status 204 and 304 with a body to echo: the RESPONSE has that status and no body (§4.2).
+    private static async Task<(CheckOutcome, string)> EmptyBodyStatusesAsync(CheckContext ctx)
+    {
+        var client = ctx.NewClient();
+        foreach (var status in new[] { 204, 304 })
+        {
+            var id = Frames.NewId();
+            await client.SendAsync(Frames.Request(id, 1, 0, "POST", "/echo/empty", [("content-type", "text/plain"), ("x-echo-status", status.ToString(CultureInfo.InvariantCulture))], "not for a 204"u8.ToArray()), ctx.Token);
+            var reply = await NextAsync(client, ctx, $"an echo request with x-echo-status {status}");
+            if (!reply.IsResponse(status) || reply.CorrelationId != id)
+            {
+                return Fail($"expected RESPONSE {status} id {id:x}, got {reply}");
+            }
+
+            if (reply.Body.Length != 0)
+            {
+                return Fail($"the {status} RESPONSE has a {reply.Body.Length}-byte body; 204 and 304 have none (§4.2, empty bodies; the gateway drops it and counts it)");
+            }
+        }
+
+        return Pass("RESPONSE 204 and 304 with empty bodies");
+    }
+
+    // head-like-get: HEAD is answered like GET, body included: the gateway sends its length as Content-Length (§4.2).
+    private static async Task<(CheckOutcome, string)> HeadLikeGetAsync(CheckContext ctx)
+    {
+        var client = ctx.NewClient();
+        var id = Frames.NewId();
+        await client.SendAsync(Frames.Request(id, 1, 0, "HEAD", "/echo/head"), ctx.Token);
+        var reply = await NextAsync(client, ctx, "HEAD /echo/head");
+        const string expected = "HEAD /echo/head\n";
+        if (!reply.IsResponse(200) || reply.CorrelationId != id)
+        {
+            return Fail($"expected RESPONSE 200 id {id:x}, got {reply}");
+        }
+
+        return reply.BodyText == expected
+            ? Pass("RESPONSE 200 with the echo body (its length becomes the HEAD's Content-Length)")
+            : Fail($"body \"{Escape(reply.BodyText)}\"; a HEAD reply carries the body GET would get, here \"{Escape(expected)}\" (§4.2, empty bodies)");
+    }
+
+    // header-utf8: a REQUEST header value in UTF-8 (what Kestrel lets through) is accepted as opaque bytes (§4.2).
+    private static async Task<(CheckOutcome, string)> HeaderUtf8Async(CheckContext ctx)
+    {
+        var client = ctx.NewClient();
+        var id = Frames.NewId();
+        await client.SendAsync(Frames.Request(id, 1, 0, "GET", "/echo/utf8", [("x-kit-name", "caf\u00e9 \u2713"), ("x-echo-status", "203")]), ctx.Token);
+        var reply = await NextAsync(client, ctx, "a request with a UTF-8 header value");
+        return reply.IsResponse(203) && reply.CorrelationId == id && reply.BodyText == "GET /echo/utf8\n"
+            ? Pass("RESPONSE 203 to a request whose header value is UTF-8")
+            : Fail($"expected RESPONSE 203 with the echo body, got {reply} (§4.2, header encoding: request header values are UTF-8, opaque to a backend)");
     }
 
     // correlation: 256 requests in flight with different delays; every one answered once, correctly.

@@ -100,6 +100,30 @@ internal sealed class Reply
         return $"{what} (id {CorrelationId:x}, attempt {Attempt})";
     }
 
+    private const string TChars = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    /// <summary>§4.2 "Header encoding": a RESPONSE's names are tokens, its values visible ASCII, space and tab.</summary>
+    private static string? HeaderProblem(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    {
+        foreach (var b in name)
+        {
+            if (b >= 0x80 || !TChars.Contains((char)b, StringComparison.Ordinal))
+            {
+                return $"header name \"{Encoding.Latin1.GetString(name)}\" has byte 0x{b:x2}, not a token character (§4.2, header encoding)";
+            }
+        }
+
+        for (var i = 0; i < value.Length; i++)
+        {
+            if (value[i] is not ((byte)'\t' or >= 0x20 and <= 0x7e))
+            {
+                return $"the value of header '{Encoding.Latin1.GetString(name)}' has byte 0x{value[i]:x2} at offset {i}; values are visible ASCII, space and tab (§4.2, header encoding; the gateway answers 502)";
+            }
+        }
+
+        return null;
+    }
+
     private string? DecodePayload()
     {
         switch (Header.Kind)
@@ -108,14 +132,16 @@ internal sealed class Reply
                 var response = ResponseView.Read(Payload);
                 Status = response.Status;
                 var headers = new List<KeyValuePair<string, string>>();
+                string? problem = null;
                 foreach (var field in response.Headers)
                 {
                     headers.Add(new(Encoding.ASCII.GetString(field.Name), Encoding.UTF8.GetString(field.Value)));
+                    problem ??= HeaderProblem(field.Name, field.Value);
                 }
 
                 Headers = headers;
                 Body = response.Body.ToArray();
-                return null;
+                return problem;
             case MessageKind.Error:
                 var error = ErrorView.Read(Payload);
                 ErrorCode = error.Code;

@@ -76,6 +76,12 @@ internal sealed class DemoEchoHandler(TimeProvider timeProvider)
             await Task.Delay(TimeSpan.FromMilliseconds(delay), timeProvider, cancellationToken);
         }
 
+        if (status is 204 or 205 or 304)
+        {
+            // These statuses have no content (docs/protocol.md section 4.2, "Empty bodies").
+            return BackendResponse.Bytes(ReadOnlyMemory<byte>.Empty, "application/octet-stream", status);
+        }
+
         return request.Body.IsEmpty
             ? BackendResponse.Text($"{request.Method} {request.Target}\n", status)
             : BackendResponse.Bytes(request.Body, request.GetHeader("content-type") ?? "application/octet-stream", status);

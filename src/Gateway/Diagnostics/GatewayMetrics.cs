@@ -19,6 +19,8 @@ namespace Gateway.Diagnostics;
 /// <item><term><c>gateway.backend.timeouts</c> (observable counter, <c>{attempt}</c>)</term><description>Attempts that timed out, per backend instance.</description></item>
 /// <item><term><c>gateway.retries</c> (counter)</term><description>Retries, by route, backend and <c>gateway.retry_reason</c>
 /// (<see cref="RecordRetry"/>, called from the route pipeline's OnRetry).</description></item>
+/// <item><term><c>gateway.reply.body_dropped</c> (counter, <c>{reply}</c>)</term><description>Replies with status 204, 205 or 304
+/// whose body the gateway dropped, by route, backend and <c>http.response.status_code</c> (<see cref="RecordBodyDropped"/>).</description></item>
 /// <item><term><c>gateway.circuit.state</c> (observable gauge)</term><description>0 closed, 1 half-open, 2 open, by backend and
 /// instance of the current route table (kept by the breakers' OnOpened / OnHalfOpened / OnClosed callbacks).</description></item>
 /// </list>
@@ -38,6 +40,7 @@ internal sealed class GatewayMetrics
 
     private readonly Histogram<double> _requestDuration;
     private readonly Counter<long> _retries;
+    private readonly Counter<long> _bodiesDropped;
 
     public GatewayMetrics(IMeterFactory meterFactory, RouteTableProvider routes)
     {
@@ -45,6 +48,7 @@ internal sealed class GatewayMetrics
         _requestDuration = meter.CreateHistogram(
             "gateway.request.duration", "s", "Duration of requests on gateway routes, from routing to the end of the response.", tags: null, IpcDiagnostics.DurationAdvice);
         _retries = meter.CreateCounter<long>("gateway.retries", "{retry}", "Retries of requests to a backend.");
+        _bodiesDropped = meter.CreateCounter<long>("gateway.reply.body_dropped", "{reply}", "Backend replies whose body the gateway did not send because their status has no content (204, 205, 304).");
         meter.CreateObservableUpDownCounter("gateway.backend.requests.active", () => ObserveInFlight(routes), "{request}", "Requests in flight per backend instance.");
         meter.CreateObservableCounter("gateway.backend.datagrams.dropped", () => ObserveDropped(routes), "{datagram}", "Datagrams the gateway dropped: late or duplicate, spoofed, malformed, oversized replies and abandoned fragments.");
         meter.CreateObservableCounter("gateway.backend.timeouts", () => ObserveTimeouts(routes), "{attempt}", "Attempts sent to a backend instance that got no reply within their timeout (a retried request counts once per attempt that timed out).");
@@ -76,6 +80,14 @@ internal sealed class GatewayMetrics
             new KeyValuePair<string, object?>(RouteTag, route),
             new KeyValuePair<string, object?>(BackendTag, backend),
             new KeyValuePair<string, object?>(RetryReasonTag, reason));
+
+    /// <summary>Counts one reply with status 204, 205 or 304 whose non-empty body was dropped (docs/protocol.md section 4.2).</summary>
+    public void RecordBodyDropped(string route, string backend, int statusCode) =>
+        _bodiesDropped.Add(
+            1,
+            new KeyValuePair<string, object?>(RouteTag, route),
+            new KeyValuePair<string, object?>(BackendTag, backend),
+            new KeyValuePair<string, object?>("http.response.status_code", statusCode));
 
     /// <summary>The outcome of a request from its final status: what the caller experienced.</summary>
     public static string Outcome(int statusCode) => statusCode switch

@@ -51,4 +51,16 @@ internal static partial class Log
 
     [LoggerMessage(1022, LogLevel.Warning, "Backend {Backend} answered route {Route} with error {Code}: {Message}")]
     public static partial void BackendErrorReply(ILogger logger, string route, string backend, IpcErrorCode code, string message);
+
+    [LoggerMessage(1040, LogLevel.Warning, "Backend {Backend} answered route {Route} with status {Status} and a body of {Length} bytes; a {Status} response has no content, the body was dropped")]
+    public static partial void ReplyBodyDropped(ILogger logger, string route, string backend, int status, int length);
+
+    [LoggerMessage(1041, LogLevel.Warning, "Backend {Backend} ({SocketPath}) answered route {Route} with a reply that breaks docs/protocol.md section 4.2: {Violation}")]
+    public static partial void MalformedReplyHead(ILogger logger, string route, string backend, string socketPath, string violation);
+
+    [LoggerMessage(1042, LogLevel.Error, "The reply of backend {Backend} on route {Route} could not be mapped to an HTTP response; answered 502 malformed-reply")]
+    public static partial void ReplyMappingFailed(ILogger logger, Exception exception, string route, string backend);
+
+    [LoggerMessage(1043, LogLevel.Error, "The response to route {Route} (backend {Backend}) failed after it had started; the connection is aborted so that the caller cannot take it for a complete response")]
+    public static partial void ResponseFailedAfterStart(ILogger logger, Exception exception, string route, string backend);
 }

@@ -10,6 +10,7 @@ using Gateway.Resilience;
 using Gateway.Routing;
 using Gateway.Security;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
 using Polly;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
@@ -28,13 +29,17 @@ internal sealed class ForwardingHandler
     private readonly ILogger<ForwardingHandler> _logger;
     private readonly RouteTableProvider _routes;
     private readonly ForwardingPipelineProvider _pipelines;
+    private readonly GatewayMetrics _metrics;
+    private readonly string _requestIdHeader;
 
-    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines)
+    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines, GatewayMetrics metrics, IOptions<GatewayOptions> options)
     {
         _timeProvider = timeProvider;
         _logger = logger;
         _routes = routes;
         _pipelines = pipelines;
+        _metrics = metrics;
+        _requestIdHeader = options.Value.RequestIdHeader;
     }
 
     /// <summary>Not async itself: a held request keeps one state machine less (bench/README.md).</summary>
@@ -83,14 +88,10 @@ internal sealed class ForwardingHandler
         var budget = route.Timeout;
         EncodeRequestHead(context, writer, correlationId, budget, table.ForwardCallerCredentials);
 
-        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+        if ((context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+            && !await ReadRequestBodyAsync(context, route, writer).ConfigureAwait(false))
         {
-            var length = await ReadBodyAsync(request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
-            if (length < 0)
-            {
-                await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
-                return;
-            }
+            return;
         }
 
         var frame = writer.Complete();
@@ -159,8 +160,43 @@ internal sealed class ForwardingHandler
 
         using (reply)
         {
-            await WriteReplyAsync(context, reply, route).ConfigureAwait(false);
+            try
+            {
+                await WriteReplyAsync(context, reply, route, attempt.Last?.SocketPath ?? first.SocketPath).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
+            {
+                await MappingFailedAsync(context, route, ex).ConfigureAwait(false);
+            }
         }
+    }
+
+    /// <summary>
+    /// The safety net behind the reply rules (docs/protocol.md section 4.2): whatever goes wrong while a reply becomes
+    /// the HTTP response is a 502 <c>malformed-reply</c> while the response has not started, never Kestrel's empty 500;
+    /// once it has started (status and headers sent), the connection is aborted, so that a caller never takes a
+    /// truncated body for a complete response.
+    /// </summary>
+    private async Task MappingFailedAsync(HttpContext context, GatewayRoute route, Exception exception)
+    {
+        var response = context.Response;
+        if (response.HasStarted)
+        {
+            Log.ResponseFailedAfterStart(_logger, exception, route.Name, route.Backend.Name);
+            context.Abort();
+            return;
+        }
+
+        Log.ReplyMappingFailed(_logger, exception, route.Name, route.Backend.Name);
+        var correlationId = RequestLogScope.CorrelationIdOf(context);
+        response.Clear();
+        response.Headers[_requestIdHeader] = context.TraceIdentifier;
+        if (correlationId is not null)
+        {
+            response.Headers[CorrelationItems.CorrelationIdHeader] = correlationId;
+        }
+
+        await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedReply, $"The reply of backend '{route.Backend.Name}' could not be turned into an HTTP response: {exception.Message}").ConfigureAwait(false);
     }
 
     private static readonly Func<ForwardingAttempt, ValueTask<Outcome<DatagramReply>>> RunOnce = static attempt => attempt.RunOnceAsync();
@@ -205,14 +241,10 @@ internal sealed class ForwardingHandler
     {
         var backend = route.Backend;
         using var body = new FrameWriter(InitialFrameSize(context.Request, route.MaxBodySize, withHead: false));
-        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+        if ((context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
+            && !await ReadRequestBodyAsync(context, route, body).ConfigureAwait(false))
         {
-            var length = await ReadBodyAsync(context.Request.BodyReader, body, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
-            if (length < 0)
-            {
-                await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
-                return;
-            }
+            return;
         }
 
         var first = InstanceSelector.Select(backend, []);
@@ -252,13 +284,20 @@ internal sealed class ForwardingHandler
 
         using (reply)
         {
-            var response = context.Response;
-            response.StatusCode = StatusCodes.Status200OK;
-            response.ContentType = route.ContentType ?? "application/octet-stream";
-            response.ContentLength = reply.Payload.Length;
-            if (!HttpMethods.IsHead(context.Request.Method))
+            try
             {
-                await response.Body.WriteAsync(reply.Payload, context.RequestAborted).ConfigureAwait(false);
+                var response = context.Response;
+                response.StatusCode = StatusCodes.Status200OK;
+                response.ContentType = route.ContentType ?? "application/octet-stream";
+                response.ContentLength = reply.Payload.Length;
+                if (!HttpMethods.IsHead(context.Request.Method))
+                {
+                    await response.Body.WriteAsync(reply.Payload, context.RequestAborted).ConfigureAwait(false);
+                }
+            }
+            catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
+            {
+                await MappingFailedAsync(context, route, ex).ConfigureAwait(false);
             }
         }
     }
@@ -378,6 +417,33 @@ internal sealed class ForwardingHandler
     private static ReadOnlySpan<char> Format(uint value, Span<char> buffer) =>
         value.TryFormat(buffer, out var written, default, CultureInfo.InvariantCulture) ? buffer[..written] : throw new InvalidOperationException("A uint has at most 10 digits.");
 
+    /// <summary>
+    /// Reads the request body into the frame; false after answering with a problem: 413 <c>body-too-large</c> over the
+    /// route's limit, 400 <c>malformed-request-body</c> when Kestrel cannot decode the body (bad chunked framing, a body
+    /// shorter than its Content-Length), which Kestrel would otherwise answer with a bodyless 400.
+    /// </summary>
+    private static async ValueTask<bool> ReadRequestBodyAsync(HttpContext context, GatewayRoute route, FrameWriter writer)
+    {
+        long length;
+        try
+        {
+            length = await ReadBodyAsync(context.Request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status400BadRequest && !context.Response.HasStarted)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedRequestBody, $"The request body could not be read: {ex.Message}").ConfigureAwait(false);
+            return false;
+        }
+
+        if (length < 0)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+            return false;
+        }
+
+        return true;
+    }
+
     /// <summary>Copies the body into the frame; returns its length, or -1 when it exceeds <paramref name="limit"/>.</summary>
     private static async ValueTask<long> ReadBodyAsync(PipeReader reader, FrameWriter writer, long limit, CancellationToken cancellationToken)
     {
@@ -406,7 +472,7 @@ internal sealed class ForwardingHandler
         }
     }
 
-    private async Task WriteReplyAsync(HttpContext context, DatagramReply reply, GatewayRoute route)
+    private async Task WriteReplyAsync(HttpContext context, DatagramReply reply, GatewayRoute route, string socketPath)
     {
         if (reply.Kind == MessageKind.Error)
         {
@@ -425,8 +491,29 @@ internal sealed class ForwardingHandler
             return;
         }
 
+        if (ReplyRules.FindHeaderViolation(reply.Response) is { } violation)
+        {
+            Log.MalformedReplyHead(_logger, route.Name, route.Backend.Name, socketPath, violation);
+            await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedReply, $"Backend '{route.Backend.Name}' ({socketPath}) sent a reply that breaks the wire protocol: {violation}.").ConfigureAwait(false);
+            return;
+        }
+
         var bodyOffset = ApplyResponseHead(context.Response, reply);
         var body = reply.Payload[bodyOffset..];
+        var status = context.Response.StatusCode;
+        if (ReplyRules.StatusHasNoContent(status))
+        {
+            // No content and no Content-Length (RFC 9110 sections 8.6, 15.3.5, 15.3.6, 15.4.5); a body is dropped, counted.
+            if (!body.IsEmpty)
+            {
+                Log.ReplyBodyDropped(_logger, route.Name, route.Backend.Name, status, body.Length);
+                _metrics.RecordBodyDropped(route.Name, route.Backend.Name, status);
+            }
+
+            return;
+        }
+
+        // A reply to HEAD carries the body a GET would get: its length is the Content-Length, the body is not sent.
         context.Response.ContentLength = body.Length;
         if (body.Length > 0 && !HttpMethods.IsHead(context.Request.Method))
         {

@@ -25,6 +25,7 @@ internal enum GatewayFailure
     HeadersTooLarge,
     RateLimited,
     TooManyConcurrentRequests,
+    MalformedRequestBody,
 }
 
 /// <summary>
@@ -46,6 +47,7 @@ internal static class GatewayProblems
         GatewayFailure.HeadersTooLarge => (StatusCodes.Status431RequestHeaderFieldsTooLarge, "headers-too-large", "The request's header fields are too large"),
         GatewayFailure.RateLimited => (StatusCodes.Status429TooManyRequests, "rate-limited", "The caller exceeded its request rate"),
         GatewayFailure.TooManyConcurrentRequests => (StatusCodes.Status429TooManyRequests, "too-many-concurrent-requests", "The caller has too many requests in flight"),
+        GatewayFailure.MalformedRequestBody => (StatusCodes.Status400BadRequest, "malformed-request-body", "The request body could not be read"),
         GatewayFailure.NoRoute => (StatusCodes.Status404NotFound, "no-route", "No route matches the request"),
         GatewayFailure.MethodNotAllowed => (StatusCodes.Status405MethodNotAllowed, "method-not-allowed", "The route does not allow this method"),
         GatewayFailure.BodyTooLarge => (StatusCodes.Status413PayloadTooLarge, "body-too-large", "The request body is larger than the route allows"),
