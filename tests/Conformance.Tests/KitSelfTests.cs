@@ -174,7 +174,7 @@ public sealed class KitSelfTests
     [Theory]
     [InlineData("x-name", new byte[] { 0x63, 0x61, 0x66, 0xc3, 0xa9 }, "byte 0xc3 at offset 3")]
     [InlineData("x-name", new byte[] { 0x61, 0x0a, 0x62 }, "byte 0x0a at offset 1")]
-    [InlineData("x name", new byte[] { 0x76 }, "has byte 0x20, not a token character")]
+    [InlineData("x name", new byte[] { 0x76 }, "has byte 0x20 at offset 1, not a token character")]
     public async Task Kit_AgainstABackendWhoseReplyHeadersAreNotAscii_FailsEveryRequestCheck(string name, byte[] value, string detail)
     {
         using var dir = new TempSocketDirectory();

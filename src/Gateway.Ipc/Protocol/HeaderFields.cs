@@ -54,7 +54,7 @@ public readonly ref struct HeaderFields
 
             if (name.IndexOfAnyExcept(LowerCaseTokenBytes) is var bad and >= 0)
             {
-                ProtocolException.Throw(ProtocolViolation.BadField, $"Header field {i}'s name has the byte 0x{name[bad]:x2}; names are lower-case tokens (RFC 9110 tchar without A-Z).");
+                ProtocolException.Throw(ProtocolViolation.BadField, $"Header field {i}'s name has byte 0x{name[bad]:x2} at offset {bad}, not a token character (names are lower-case tokens: RFC 9110 tchar without A-Z).");
             }
 
             reader.ReadStr16("header value");

@@ -1,5 +1,6 @@
 using Gateway.Configuration;
 using Gateway.Hosting;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -17,6 +18,8 @@ internal static class GatewayOptionsServiceCollectionExtensions
     /// </summary>
     public static IServiceCollection AddGatewayOptions(this IServiceCollection services)
     {
+        // The registrations are final once the host is built, including a TestServer that WebApplicationFactory adds.
+        services.TryAddSingleton(_ => new InMemorySocketDirectory(!InMemorySocketDirectory.ServesOnKestrel(services)));
         services.AddOptions<GatewayOptions>()
             .Configure<IConfiguration>((options, configuration) => OptionsShape.Bind(configuration.GetSection(GatewayOptions.SectionName), options))
             .PostConfigure<InMemorySocketDirectory>(static (options, directory) => DemoDefaults.Apply(options, directory.GetPath))

@@ -65,8 +65,6 @@ internal static class GatewayServiceCollectionExtensions
             services.AddHostedService<SystemdWatchdog>();
         }
 
-        // The registrations are final once the host is built, including a TestServer that WebApplicationFactory adds.
-        services.AddSingleton(_ => new InMemorySocketDirectory(!InMemorySocketDirectory.ServesOnKestrel(services)));
         services.AddGatewayOptions();
         // Read directly (not through IOptions<GatewayOptions>) so that resolving HostOptions while the host is
         // built does not run the gateway's validation early: that belongs to start-up (ValidateOnStart).
