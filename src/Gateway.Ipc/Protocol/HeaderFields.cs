@@ -40,8 +40,12 @@ public readonly ref struct HeaderFields
     private static readonly System.Buffers.SearchValues<byte> LowerCaseTokenBytes =
         System.Buffers.SearchValues.Create("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"u8);
 
+    /// <summary>The bytes of an RFC 9110 token.</summary>
+    private static readonly System.Buffers.SearchValues<byte> TokenBytes =
+        System.Buffers.SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"u8);
+
     /// <summary>Validates the encoded fields and returns the number of bytes they occupy.</summary>
-    internal static int Validate(ReadOnlySpan<byte> encoded, int count)
+    internal static int Validate(ReadOnlySpan<byte> encoded, int count, bool lowerCaseNames)
     {
         var reader = new PayloadReader(encoded);
         for (var i = 0; i < count; i++)
@@ -52,9 +56,11 @@ public readonly ref struct HeaderFields
                 ProtocolException.Throw(ProtocolViolation.BadField, $"Header field {i} has an empty name.");
             }
 
-            if (name.IndexOfAnyExcept(LowerCaseTokenBytes) is var bad and >= 0)
+            if (name.IndexOfAnyExcept(lowerCaseNames ? LowerCaseTokenBytes : TokenBytes) is var bad and >= 0)
             {
-                ProtocolException.Throw(ProtocolViolation.BadField, $"Header field {i}'s name has byte 0x{name[bad]:x2} at offset {bad}, not a token character (names are lower-case tokens: RFC 9110 tchar without A-Z).");
+                ProtocolException.Throw(ProtocolViolation.BadField, lowerCaseNames
+                    ? $"Header field {i}'s name has byte 0x{name[bad]:x2} at offset {bad}, not a lower-case token character (request header names are RFC 9110 tchar without A-Z)."
+                    : $"Header field {i}'s name has byte 0x{name[bad]:x2} at offset {bad}, not a token character (RFC 9110 tchar).");
             }
 
             reader.ReadStr16("header value");

@@ -72,11 +72,11 @@ public readonly ref struct RequestView
             ProtocolException.Throw(ProtocolViolation.BadField, "The tracestate is longer than 512 bytes or present without a traceparent.");
         }
 
-        var headers = ReadHeaders(reader.Rest, out var body);
+        var headers = ReadHeaders(reader.Rest, lowerCaseNames: true, out var body);
         return new RequestView(method, target, traceParent, traceState, headers, body);
     }
 
-    internal static HeaderFields ReadHeaders(ReadOnlySpan<byte> fields, out ReadOnlySpan<byte> body)
+    internal static HeaderFields ReadHeaders(ReadOnlySpan<byte> fields, bool lowerCaseNames, out ReadOnlySpan<byte> body)
     {
         if (fields.Length < 2)
         {
@@ -85,7 +85,7 @@ public readonly ref struct RequestView
 
         int count = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(fields);
         var rest = fields[2..];
-        var length = HeaderFields.Validate(rest, count);
+        var length = HeaderFields.Validate(rest, count, lowerCaseNames);
         body = rest[length..];
         return new HeaderFields(rest[..length], count);
     }
@@ -123,7 +123,7 @@ public readonly ref struct ResponseView
             ProtocolException.Throw(ProtocolViolation.BadField, $"The status {status} is not in 200–599.");
         }
 
-        var headers = RequestView.ReadHeaders(reader.Rest, out var body);
+        var headers = RequestView.ReadHeaders(reader.Rest, lowerCaseNames: false, out var body);
         return new ResponseView(status, headers, body);
     }
 }

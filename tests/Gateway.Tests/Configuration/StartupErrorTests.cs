@@ -37,7 +37,7 @@ public class StartupErrorTests
             // root may write anywhere: run the gateway as nobody, in a directory only root may write.
             File.SetUnixFileMode(dir.Path, (UnixFileMode)0b111_101_101);
             File.SetUnixFileMode(locked, (UnixFileMode)0b111_101_101);
-            gateway = ExternalProcess.Start("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "dotnet", GatewayProcess.Dll, "--Gateway:Listen:UnixSocket=" + socket);
+            gateway = StartAsNobody("--Gateway:Listen:UnixSocket=" + socket);
         }
         else
         {
@@ -88,8 +88,7 @@ public class StartupErrorTests
         }
 
         // nobody, without supplementary groups, may not give its files the group daemon (gid 1).
-        var output = await ExpectStartupFailureAsync(ExternalProcess.Start(
-            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "dotnet", GatewayProcess.Dll, "--Gateway:Listen:UnixSocket=" + Path.Combine(mine, "gw.sock"), "--Gateway:Listen:SocketGroup=daemon"));
+        var output = await ExpectStartupFailureAsync(StartAsNobody("--Gateway:Listen:UnixSocket=" + Path.Combine(mine, "gw.sock"), "--Gateway:Listen:SocketGroup=daemon"));
 
         Assert.Contains("Gateway: cannot start: Gateway:Listen:SocketGroup: this process (uid 65534) is not a member of the group 'daemon' (gid 1)", output, StringComparison.Ordinal);
         Assert.DoesNotContain("Hosting failed to start", output, StringComparison.Ordinal);
@@ -136,4 +135,46 @@ public class StartupErrorTests
             return output;
         }
     }
+
+    /// <summary>
+    /// A world-readable copy of the gateway's build output, once per test run: the checkout may sit in a directory only
+    /// root can enter (CI clones into <c>mktemp -d</c>, mode 0700), where nobody could not load Gateway.dll.
+    /// </summary>
+    private static readonly Lazy<string> NobodyReadableDll = new(() =>
+    {
+        var target = Path.Combine(Path.GetTempPath(), $"gw-nobody-{Environment.ProcessId}");
+        var source = AppContext.BaseDirectory;
+        foreach (var directory in Directory.GetDirectories(source, "*", SearchOption.AllDirectories).Prepend(source))
+        {
+            Directory.CreateDirectory(Path.Combine(target, Path.GetRelativePath(source, directory)));
+        }
+
+        foreach (var file in Directory.GetFiles(source, "*", SearchOption.AllDirectories))
+        {
+            File.Copy(file, Path.Combine(target, Path.GetRelativePath(source, file)), overwrite: true);
+        }
+
+        foreach (var entry in Directory.GetFileSystemEntries(target, "*", SearchOption.AllDirectories).Prepend(target))
+        {
+            File.SetUnixFileMode(entry, Directory.Exists(entry) ? (UnixFileMode)0b111_101_101 : (UnixFileMode)0b110_100_100);
+        }
+
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try
+            {
+                Directory.Delete(target, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        };
+        return Path.Combine(target, "Gateway.dll");
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>The gateway as nobody (uid 65534, no groups), from <see cref="NobodyReadableDll"/>.</summary>
+    private static ExternalProcess StartAsNobody(params string[] arguments) => ExternalProcess.Start(
+        "setpriv",
+        new Dictionary<string, string> { ["HOME"] = "/tmp", ["DOTNET_CLI_HOME"] = "/tmp" },
+        ["--reuid=65534", "--regid=65534", "--clear-groups", "dotnet", NobodyReadableDll.Value, .. arguments]);
 }

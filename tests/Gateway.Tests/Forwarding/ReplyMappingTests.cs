@@ -242,9 +242,15 @@ public class ReplyMappingSafetyNetTests
         var bytes = await RawUnixHttp.ExchangeAsync(setup.Factory.SocketPath, RawUnixHttp.Request("GET", setup.Path, null, (FaultHeader, "after-start")), ReplyMappingTests.HangGuard);
         var after = await SendAsync(setup.Factory, setup.Path, null);
 
-        Assert.StartsWith("HTTP/1.1 200 ", Encoding.ASCII.GetString(bytes), StringComparison.Ordinal);
-        var ex = Assert.Throws<FormatException>(() => Http11ResponseParser.Parse(bytes, headRequest: false));
-        Assert.Contains("Content-Length 10 but 0 bytes", ex.Message, StringComparison.Ordinal);
+        // The abort may come before Kestrel flushed the head (nothing at all) or after (a head without its body);
+        // either way the caller cannot take it for a complete response.
+        if (bytes.Length > 0)
+        {
+            Assert.StartsWith("HTTP/1.1 200 ", Encoding.ASCII.GetString(bytes), StringComparison.Ordinal);
+            var ex = Assert.Throws<FormatException>(() => Http11ResponseParser.Parse(bytes, headRequest: false));
+            Assert.Contains("Content-Length 10 but 0 bytes", ex.Message, StringComparison.Ordinal);
+        }
+
         Assert.Equal(200, after.Status);
     }
 
