@@ -65,21 +65,52 @@ internal sealed class InMemorySocketDirectory : IDisposable
             return;
         }
 
+        // The demo backend may unlink its socket file while this runs (its server is disposed by the same host); a few
+        // passes let "directory not empty" and "file not found" from that race settle. Best effort after that: a temp
+        // directory left behind is harmless.
+        for (var pass = 0; pass < 5; pass++)
+        {
+            try
+            {
+                foreach (var entry in Directory.EnumerateFileSystemEntries(path))
+                {
+                    TryDelete(entry);
+                }
+
+                Directory.Delete(path);
+                return;
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return; // already gone
+            }
+            catch (IOException)
+            {
+                // An entry appeared or vanished meanwhile: look again.
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return;
+            }
+        }
+    }
+
+    private static void TryDelete(string entry)
+    {
         try
         {
-            Directory.Delete(path, recursive: true);
-        }
-        catch (DirectoryNotFoundException)
-        {
-            // Already gone.
+            if (Directory.Exists(entry))
+            {
+                Directory.Delete(entry, recursive: true);
+            }
+            else
+            {
+                File.Delete(entry);
+            }
         }
         catch (IOException)
         {
-            // Best effort: a temp directory left behind is harmless.
-        }
-        catch (UnauthorizedAccessException)
-        {
-            // Best effort, as above.
+            // Gone already, or in use: the directory's own delete reports what is left.
         }
     }
 }
