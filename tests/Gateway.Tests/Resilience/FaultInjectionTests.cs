@@ -498,7 +498,7 @@ public class FaultInjectionTests
             entered.TrySetResult();
             await release.Task.WaitAsync(token);
             return BackendResponse.Text("done");
-        });
+        }, timeProvider: new FakeTimeProvider()); // the backend's clock stands still: only the gateway's budget may end the first request, never the backend's real-time deadline on a slow machine
         var settings = ResilienceSettings.Route(backend.SocketPath);
         settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
         settings["Gateway:Backends:b:QueueTimeout"] = "00:00:30";
