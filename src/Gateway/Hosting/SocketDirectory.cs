@@ -27,7 +27,7 @@ internal static partial class SocketDirectory
         if (Access(directory, W_OK | X_OK) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            throw new StartupException($"{key}: cannot create sockets in the directory {directory}: {Marshal.GetPInvokeErrorMessage(errno)} (this process runs as uid {GetUid().ToString(System.Globalization.CultureInfo.InvariantCulture)}). Give this user write access to it or choose another path.");
+            throw new StartupException($"{key}: cannot create sockets in the directory {directory}: {Marshal.GetPInvokeErrorMessage(errno)} (this process runs as uid {EffectiveUid().ToString(System.Globalization.CultureInfo.InvariantCulture)}). Give this user write access to it or choose another path.");
         }
     }
 
@@ -66,6 +66,7 @@ internal static partial class SocketDirectory
     [LibraryImport("libc", EntryPoint = "access", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Access(string path, int mode);
 
+    /// <summary>The process's effective uid (geteuid(2)), for start-up messages and permission checks.</summary>
     [LibraryImport("libc", EntryPoint = "geteuid")]
-    private static partial uint GetUid();
+    internal static partial uint EffectiveUid();
 }

@@ -108,7 +108,7 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
     /// </summary>
     private static unsafe void EnsureMayGiveGroup(string group)
     {
-        if (GetEffectiveUid() == 0)
+        if (SocketDirectory.EffectiveUid() == 0)
         {
             return;
         }
@@ -129,11 +129,8 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
             }
         }
 
-        throw new StartupException($"{GatewayOptions.SectionName}:Listen:SocketGroup: this process (uid {GetEffectiveUid()}) is not a member of the group '{group}' (gid {gid}), so it cannot give the socket that group. Add the user to the group, or run the gateway with it as a supplementary group.");
+        throw new StartupException($"{GatewayOptions.SectionName}:Listen:SocketGroup: this process (uid {SocketDirectory.EffectiveUid()}) is not a member of the group '{group}' (gid {gid}), so it cannot give the socket that group. Add the user to the group, or run the gateway with it as a supplementary group.");
     }
-
-    [LibraryImport("libc", EntryPoint = "geteuid")]
-    private static partial uint GetEffectiveUid();
 
     [LibraryImport("libc", EntryPoint = "getegid")]
     private static partial uint GetEffectiveGid();
