@@ -395,18 +395,7 @@ internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IV
         }
     }
 
-    private static bool GroupExists(string group)
-    {
-        try
-        {
-            _ = Hosting.UnixSocketListener.ResolveGroup(group);
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
-        }
-    }
+    private static bool GroupExists(string group) => Security.UnixIds.TryResolveGroup(group, out _);
 
     private static void ValidateSocketPath(List<string> errors, string key, string? path)
     {
