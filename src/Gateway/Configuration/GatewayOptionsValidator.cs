@@ -156,6 +156,7 @@ internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IV
         }
 
         ValidateCallerLists(errors, $"{root}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids);
+        ValidateCallerLists(errors, $"{root}:Admin", options.Admin.AllowedUids, options.Admin.AllowedGids);
         ValidateLimits(errors, root, options.Limits, options.RateLimiting);
 
         if (options.ReplySocketDirectory is { } replyDirectory)

@@ -31,9 +31,11 @@ internal sealed class ForwardingHandler
     private readonly ForwardingPipelineProvider _pipelines;
     private readonly GatewayMetrics _metrics;
     private readonly string _requestIdHeader;
+    private readonly Diagnostics.Capture.CaptureHub _capture;
 
-    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines, GatewayMetrics metrics, IOptions<GatewayOptions> options)
+    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines, GatewayMetrics metrics, IOptions<GatewayOptions> options, Diagnostics.Capture.CaptureHub capture)
     {
+        _capture = capture;
         _timeProvider = timeProvider;
         _logger = logger;
         _routes = routes;
@@ -82,6 +84,7 @@ internal sealed class ForwardingHandler
         var correlationId = numbering.NextCorrelationId();
         var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
         context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
+        _capture.NoteRoute(correlationId, route.Name);
 
         using var scope = RequestLogScope.AddForwarding(_logger, context, correlationText, route.Name, backend.Name);
 

@@ -80,6 +80,8 @@ internal static class GatewayServiceCollectionExtensions
             }
         });
 
+        services.AddSingleton<Gateway.Ipc.Diagnostics.DatagramTap>();
+        services.AddSingleton<Diagnostics.Capture.CaptureHub>();
         services.AddSingleton<RouteTableProvider>();
         services.AddSingleton<ForwardingHandler>();
         services.AddSingleton<GatewayEndpointDataSource>();
