@@ -125,6 +125,42 @@ public class CaptureTests
     }
 
     [Fact]
+    public async Task AMessageLargerThanOneDatagram_IsOneLinePerFragment_BothWays()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var a = await TestBackend.StartAsync(dir.Socket("a.sock"), (request, _) =>
+            ValueTask.FromResult(new BackendResponse(200, [new("content-type", "application/octet-stream")], request.Body.ToArray())));
+        await using var b = await TestBackend.StartAsync(dir.Socket("b.sock"), Echo);
+        await using var factory = new GatewayFactory(dir, TwoBackends(a.SocketPath, b.SocketPath)).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+        await using var capture = await Capture.OpenAsync(client, "backend=a&kind=REQUEST,RESPONSE&count=4");
+        var body = new byte[300_000];
+        Random.Shared.NextBytes(body);
+
+        using var response = await client.PostAsync("/a/big", new ByteArrayContent(body));
+        Assert.Equal(body, await response.Content.ReadAsByteArrayAsync());
+
+        var lines = new List<JsonElement>();
+        for (var i = 0; i < 4; i++)
+        {
+            lines.Add(await capture.NextAsync());
+        }
+
+        foreach (var (kind, direction) in new[] { ("REQUEST", "sent"), ("RESPONSE", "received") })
+        {
+            var fragments = lines.Where(l => l.GetProperty("kind").GetString() == kind).ToList();
+            Assert.Equal(2, fragments.Count);
+            Assert.All(fragments, f => Assert.Equal(direction, f.GetProperty("direction").GetString()));
+            Assert.All(fragments, f => Assert.Equal(2, f.GetProperty("fragmentCount").GetInt32()));
+            Assert.Equal([0, 1], fragments.Select(f => f.GetProperty("fragmentIndex").GetInt32()).Order());
+            Assert.Equal(Gateway.Ipc.Protocol.ProtocolConstants.MaxDatagram, fragments.Max(f => f.GetProperty("size").GetInt32()));
+            Assert.True(fragments.Sum(f => f.GetProperty("size").GetInt32()) > body.Length);
+        }
+
+        Assert.Equal("/a/big", lines.Single(l => l.GetProperty("kind").GetString() == "REQUEST" && l.GetProperty("fragmentIndex").GetInt32() == 0).GetProperty("target").GetString());
+    }
+
+    [Fact]
     public async Task CorrelationIdAndRouteFilters_KeepOnlyThatRequestsDatagrams()
     {
         using var dir = new TempSocketDirectory();
