@@ -90,6 +90,7 @@ internal static class GatewayServiceCollectionExtensions
         services.AddHostedService<StartupSummary>();
         services.AddHostedService<Demo.DemoBackendService>();
 
+        services.AddGatewayJson();
         services.AddProblemDetails();
         services.AddGatewayHealthChecks();
         services.AddGatewayOpenApi();
