@@ -6,8 +6,8 @@
 #                           asserts nothing about speed; writes into a temp dir (printed)
 # Options: --rounds N  --duration S  --warmup S  --nginx-workers N|auto  --scale-connections N  --scale-delay-ms N
 #          --no-scale  --no-build  --out DIR
-# Environment: GATEWAY_EXE=path runs that gateway executable (the Native AOT build) instead of dotnet Gateway.dll
 #          --dgram-qlen N  start the gateway and its echo backend with net.unix.max_dgram_qlen=N (root; docs/performance.md): the sysctl is set just before they start and restored once their sockets exist
+# Environment: GATEWAY_EXE=path runs that gateway executable (the Native AOT build) instead of dotnet Gateway.dll
 # Targets, run alternately in the same run (order rotates every round):
 #   gateway  the gateway (src/Gateway) forwarding to the C# echo sample (samples/EchoBackend) over datagrams
 #   direct   bench/DirectEcho: the same echo served by Kestrel on a Unix socket (the ceiling, no extra hop)
