@@ -163,6 +163,40 @@ public class NativeAotTests
         Assert.Equal(1234, operation.GetProperty("x-gateway-max-body-size").GetInt64());
     }
 
+    /// <summary>A configuration file given with <c>--config</c> is watched: a route added to it serves without a restart.</summary>
+    [NativeAotFact]
+    public async Task ConfigurationFile_Reloads()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) => ValueTask.FromResult(BackendResponse.Text("reloaded " + request.Path)));
+        var file = Path.Combine(dir.Path, "gateway.json");
+        string Config(string path) => $$"""
+            { "Gateway": { "DemoBackend": { "Enabled": false },
+                "Backends": { "b": { "Instances": [ "{{backend.SocketPath}}" ] } },
+                "Routes": { "r": { "Path": "{{path}}", "Backend": "b" } } } }
+            """;
+        await File.WriteAllTextAsync(file, Config("/one/{**rest}"));
+        var socket = dir.Socket("gw.sock");
+        await using var gateway = await GatewayProcess.StartExecutableHealthyAsync(Executable, socket, null, "--config", file);
+        using var client = UnixHttp.CreateClient(socket);
+        using (var before = await client.GetAsync("/two/x"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, before.StatusCode);
+        }
+
+        await File.WriteAllTextAsync(file, Config("/two/{**rest}"));
+
+        await Eventually.UntilAsync(
+            () =>
+            {
+                using var response = client.GetAsync("/two/x").GetAwaiter().GetResult();
+                return response.StatusCode == HttpStatusCode.OK;
+            },
+            TimeSpan.FromSeconds(30),
+            TimeSpan.FromMilliseconds(50));
+        Assert.Equal("reloaded /two/x", await client.GetStringAsync("/two/x"));
+    }
+
     /// <summary>The OpenTelemetry SDK and its OTLP exporter, configured by the standard variables, export the gateway's spans.</summary>
     [NativeAotFact]
     public async Task ExportsSpansAndMetricsOverOtlp()
