@@ -3,8 +3,8 @@
 # From the repository root:
 #   bench/aot-compare.sh                 ~4 min: builds both, then measures and writes bench/results/<UTC date>-aot.md
 #   bench/aot-compare.sh --runs 3 --rounds 1 --duration 1 --held 500 --out /tmp/x.md    a quick check
-# Options: --runs N (start-ups per build, 10)  --idle S (idling before idle RSS is read, 3)  --rounds N (GET c=32
-#          rounds per build, 3)  --duration S (4)  --warmup S (1)  --held N (requests held at once, 10000)
+# Options: --runs N (start-ups per build, 10; 0 skips them)  --idle S (idling before idle RSS is read, 3)  --rounds N (GET c=32
+#          rounds per build, 3)  --duration S (4)  --warmup S (1)  --held N (requests held at once, 10000; 0 skips)
 #          --hold-ms N (how long the echo holds them, 3000)  --no-build  --out FILE
 # Environment: GATEWAY_AOT_BINARY=…/Gateway uses that AOT executable instead of publishing one;
 #              JIT_IMAGE / AOT_IMAGE (podman image names) add the image sizes when the images exist.
@@ -135,6 +135,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 : >"$DIR/held.jsonl"
 for b in "${BUILDS[@]}"; do
+  [[ $HELD -gt 0 ]] || break
   log "held: $HELD requests in flight for $HOLD_MS ms  $b"
   "${LOADGEN[@]}" --socket "$DIR/$b.sock" --path /echo/held --method POST --body-size 64 --unique-body \
     --concurrency "$HELD" --requests-per-connection 1 --header "x-echo-delay-ms: $HOLD_MS" \
