@@ -7,6 +7,7 @@
 # Options: --rounds N  --duration S  --warmup S  --nginx-workers N|auto  --scale-connections N  --scale-delay-ms N
 #          --no-scale  --no-build  --out DIR
 #          --dgram-qlen N  start the gateway and its echo backend with net.unix.max_dgram_qlen=N (root; docs/performance.md): the sysctl is set just before they start and restored once their sockets exist
+# Environment: GATEWAY_EXE=path runs that gateway executable (the Native AOT build) instead of dotnet Gateway.dll
 # Targets, run alternately in the same run (order rotates every round):
 #   gateway  the gateway (src/Gateway) forwarding to the C# echo sample (samples/EchoBackend) over datagrams
 #   direct   bench/DirectEcho: the same echo served by Kestrel on a Unix socket (the ceiling, no extra hop)
@@ -31,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0 ;;
     --dgram-qlen) DGRAM_QLEN=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -76,6 +77,10 @@ LOADGEN=(dotnet bench/LoadGen/bin/Release/net10.0/LoadGen.dll)
 DIRECT_DLL=bench/DirectEcho/bin/Release/net10.0/DirectEcho.dll
 # Overridable to benchmark another build (e.g. a branch checked out elsewhere): GATEWAY_DLL=... ECHO_DLL=... bench/run.sh
 GATEWAY_DLL=${GATEWAY_DLL:-src/Gateway/bin/Release/net10.0/Gateway.dll}
+# GATEWAY_EXE=…/Gateway runs that executable instead of `dotnet $GATEWAY_DLL`: the Native AOT build (docs/sidecar.md;
+# bench/aot-compare.sh compares the two builds side by side).
+GATEWAY_EXE=${GATEWAY_EXE:-}
+if [[ -n $GATEWAY_EXE ]]; then GATEWAY_CMD=("$GATEWAY_EXE"); GATEWAY_FILE=$GATEWAY_EXE; else GATEWAY_CMD=(dotnet "$GATEWAY_DLL"); GATEWAY_FILE=$GATEWAY_DLL; fi
 ECHO_DLL=${ECHO_DLL:-samples/EchoBackend/bin/Release/net10.0/EchoBackend.dll}
 
 if ! command -v nginx >/dev/null; then
@@ -120,7 +125,7 @@ wait_http "$DIR/nginx.sock" /echo/ready 10 || { cat "$DIR/nginx.log" >&2; echo "
 NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
 
 GATEWAY_OK=0 GATEWAY_REASON=""
-if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
+if [[ -f $GATEWAY_FILE && -f $ECHO_DLL ]]; then
   log "starting EchoBackend and the gateway"
   # The scale test holds SCALE_CONNECTIONS requests at once: the echo's MaxConcurrency (default 1,024) and the
   # gateway's MaxInFlightPerInstance (default 1,024) are raised above it, as a deployment expecting that load would.
@@ -130,7 +135,7 @@ if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
   if [[ -n $DGRAM_QLEN ]]; then log "net.unix.max_dgram_qlen $DEFAULT_QLEN -> $DGRAM_QLEN for the gateway and echo"; echo "$DGRAM_QLEN" >"$QLEN_FILE"; fi
   dotnet "$ECHO_DLL" --Backend:SocketPath="$DIR/echo.sock" --Backend:MaxConcurrency="$HOLD" --Logging:LogLevel:Default=Warning >"$DIR/echo.log" 2>&1 &
   ECHO_PID=$!; PIDS+=("$ECHO_PID")
-  dotnet "$GATEWAY_DLL" --Gateway:Listen:UnixSocket="$DIR/gw.sock" --Gateway:DemoBackend:Enabled=false \
+  "${GATEWAY_CMD[@]}" --Gateway:Listen:UnixSocket="$DIR/gw.sock" --Gateway:DemoBackend:Enabled=false \
     --Gateway:Backends:echo:Instances:0="$DIR/echo.sock" --Gateway:Routes:echo:Path='/echo/{**rest}' \
     --Gateway:Routes:echo:Backend=echo --Gateway:Backends:echo:MaxInFlightPerInstance="$HOLD" \
     --Logging:LogLevel:Default=Warning >"$DIR/gateway.log" 2>&1 &
@@ -143,7 +148,7 @@ if [[ -f $GATEWAY_DLL && -f $ECHO_DLL ]]; then
     kill -TERM "$GATEWAY_PID" "$ECHO_PID" 2>/dev/null || true
   fi
 else
-  GATEWAY_REASON="not built ($GATEWAY_DLL or $ECHO_DLL missing)"
+  GATEWAY_REASON="not built ($GATEWAY_FILE or $ECHO_DLL missing)"
 fi
 [[ $GATEWAY_OK -eq 1 ]] || log "target gateway UNAVAILABLE: $GATEWAY_REASON"
 
@@ -211,6 +216,7 @@ NOTES=(
   --note "load average (1/5/15 min) before: $LOAD_START, after: $LOAD_END (other work on the machine skews absolute numbers; ratios from the same run are the result)"
 )
 [[ $GATEWAY_OK -eq 1 ]] || NOTES+=(--note "target gateway UNAVAILABLE: $GATEWAY_REASON")
+[[ -z $GATEWAY_EXE ]] || NOTES+=(--note "target gateway is the executable $GATEWAY_EXE (GATEWAY_EXE), not dotnet Gateway.dll")
 if [[ -n $DGRAM_QLEN ]]; then
   NOTES+=(--note "**tuned: the gateway and its echo backend were started with net.unix.max_dgram_qlen=$DGRAM_QLEN** (the machine's value, $DEFAULT_QLEN, for everything else; see docs/performance.md)")
 else

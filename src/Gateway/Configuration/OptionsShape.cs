@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Reflection;
 using System.Text.RegularExpressions;
@@ -23,14 +24,43 @@ internal static partial class OptionsShape
     /// <summary>The time span format accepted: <c>[-][d.]hh:mm:ss[.fffffff]</c> (TimeSpan's invariant "c" format, all three parts required).</summary>
     internal const string TimeSpanFormat = "hh:mm:ss or d.hh:mm:ss, e.g. 00:00:05 or 00:00:00.250";
 
+    /// <summary>
+    /// The options classes the walk knows, with their bindable properties. Listed, not found by following property types,
+    /// so that the reflection is visible to the trimmer (each <c>typeof</c> meets the
+    /// <see cref="DynamicallyAccessedMembersAttribute"/> of <see cref="Properties"/>): a Native AOT build keeps exactly
+    /// these properties' metadata. A class reachable from <see cref="GatewayOptions"/> and missing here makes every check
+    /// throw, naming it (EveryOptionTests.EveryOptionsClass_IsKnownToTheWalk).
+    /// </summary>
+    private static readonly Dictionary<Type, PropertyInfo[]> Shapes = new[]
+    {
+        Shape(typeof(GatewayOptions)),
+        Shape(typeof(ListenOptions)),
+        Shape(typeof(CallerAuthorizationOptions)),
+        Shape(typeof(RequestLimitsOptions)),
+        Shape(typeof(CallerRateLimitOptions)),
+        Shape(typeof(DemoBackendOptions)),
+        Shape(typeof(BackendOptions)),
+        Shape(typeof(BackendRetryOptions)),
+        Shape(typeof(BackendCircuitBreakerOptions)),
+        Shape(typeof(BackendHealthCheckOptions)),
+        Shape(typeof(RouteOptions)),
+        Shape(typeof(TelemetryOptions)),
+    }.ToDictionary();
+
+    /// <summary>The options classes the walk knows (<see cref="Shapes"/>).</summary>
+    internal static IReadOnlyCollection<Type> KnownTypes => Shapes.Keys;
+
     /// <summary>Every error in <paramref name="section"/> against <paramref name="optionsType"/>, each naming its full key.</summary>
     public static IReadOnlyList<string> Check(IConfigurationSection section, Type optionsType) => Inspect(section, optionsType).Errors;
 
-    /// <summary>Binds the values of <paramref name="section"/> that are well formed; the rest keep their defaults (and are reported by <see cref="Check"/>).</summary>
-    public static void Bind(IConfigurationSection section, object options)
+    /// <summary>
+    /// Binds the values of <paramref name="section"/> that are well formed; the rest keep their defaults (and are reported by <see cref="Check"/>).
+    /// The binding is the configuration binder's source-generated code for <see cref="GatewayOptions"/> (no reflection).
+    /// </summary>
+    public static void Bind(IConfigurationSection section, GatewayOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var report = Inspect(section, options.GetType());
+        var report = Inspect(section, typeof(GatewayOptions));
         if (report.Errors.Count == 0)
         {
             section.Bind(options);
@@ -47,8 +77,11 @@ internal static partial class OptionsShape
     /// <summary>
     /// The bindable properties of an options class, as the binder sees them: public, readable, with a public setter.
     /// </summary>
-    internal static PropertyInfo[] Properties(Type type) =>
+    internal static PropertyInfo[] Properties([DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicProperties)] Type type) =>
         [.. type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetMethod is { IsPublic: true } && p.SetMethod is { IsPublic: true } && p.GetIndexParameters().Length == 0)];
+
+    private static KeyValuePair<Type, PropertyInfo[]> Shape([DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicProperties)] Type type) =>
+        KeyValuePair.Create(type, Properties(type));
 
     private static Report Inspect(IConfigurationSection section, Type optionsType)
     {
@@ -59,7 +92,11 @@ internal static partial class OptionsShape
 
     private static void InspectObject(IConfigurationSection section, Type type, Report report)
     {
-        var properties = Properties(type);
+        if (!Shapes.TryGetValue(type, out var properties))
+        {
+            throw new NotSupportedException($"{section.Path}: options class {type} is not known to {nameof(OptionsShape)}; add it to {nameof(Shapes)}.");
+        }
+
         if (!string.IsNullOrEmpty(section.Value))
         {
             report.Value(section, $"'{section.Value}' is a single value, but a section is expected (keys such as {section.Path}:{properties[0].Name}).");

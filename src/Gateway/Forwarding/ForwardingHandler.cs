@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.IO.Pipelines;
 using Gateway.Configuration;
@@ -211,7 +212,7 @@ internal sealed class ForwardingHandler
     /// Not async (no state machine of its own held per request). <paramref name="pooled"/> is the Polly context to return
     /// to the pool once the outcome is in (null without the pipeline).
     /// </summary>
-    private ValueTask<Outcome<TReply>> StartAttempts<TReply>(
+    private ValueTask<Outcome<TReply>> StartAttempts<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>(
         GatewayRoute route,
         ForwardingAttempt attempt,
         Func<ResilienceContext, ForwardingAttempt, ValueTask<Outcome<TReply>>> viaPipeline,

@@ -92,6 +92,7 @@ internal static class GatewayServiceCollectionExtensions
         services.AddHostedService<StartupSummary>();
         services.AddHostedService<Demo.DemoBackendService>();
 
+        services.AddGatewayJson();
         services.AddProblemDetails();
         services.AddGatewayHealthChecks();
         services.AddGatewayOpenApi();

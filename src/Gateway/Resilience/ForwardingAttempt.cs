@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Gateway.Ipc.Client;
@@ -250,7 +251,7 @@ internal sealed class ForwardingAttempt
     /// for the whole wait for the reply (about 870 bytes a held request, bench/README.md). In any other state the breaker
     /// wraps the attempt as usual: it rejects while open and lets only its probe through while half-open.
     /// </remarks>
-    private async ValueTask<Outcome<TReply>> ExecuteOnInstanceAsync<TReply, TState>(
+    private async ValueTask<Outcome<TReply>> ExecuteOnInstanceAsync<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply, TState>(
         BackendInstance instance, TimeSpan remaining, Func<TState, ValueTask<Outcome<TReply>>> send, TState state, CancellationToken cancellationToken)
     {
         var resilience = instance.Resilience;

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
 using Gateway.Routing;
@@ -47,7 +48,7 @@ internal sealed class ForwardingPipelineProvider(
     /// Only requests that may be retried run through it: one that may not (a POST without <c>Idempotency-Key</c>, a raw
     /// POST) makes its one attempt without it (<see cref="ForwardingAttempt.RunOnceAsync"/>).
     /// </summary>
-    public ResiliencePipeline<TReply> GetPipeline<TReply>(GatewayRoute route) =>
+    public ResiliencePipeline<TReply> GetPipeline<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>(GatewayRoute route) =>
         registry.GetOrAddPipeline<TReply>(route.PipelineKey, (builder, context) =>
         {
             // The token first, then the table (see ChangeCancellationToken): a reload never goes unnoticed.
@@ -62,7 +63,7 @@ internal sealed class ForwardingPipelineProvider(
             }
         });
 
-    private void Configure<TReply>(ResiliencePipelineBuilder<TReply> builder, GatewayRoute route)
+    private void Configure<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>(ResiliencePipelineBuilder<TReply> builder, GatewayRoute route)
     {
         if (route.Timeout > TimeSpan.Zero && route.Timeout <= MaxTimeout)
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Gateway.Configuration;
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Protocol;
@@ -70,7 +71,7 @@ internal sealed class InstanceResilience : IDisposable
     /// </summary>
     /// <typeparam name="TReply">The reply type.</typeparam>
     /// <returns>The breaker.</returns>
-    public ResiliencePipeline<TReply> GetBreaker<TReply>()
+    public ResiliencePipeline<TReply> GetBreaker<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>()
     {
         if (Volatile.Read(ref _breaker) is ResiliencePipeline<TReply> breaker)
         {
@@ -95,7 +96,7 @@ internal sealed class InstanceResilience : IDisposable
         }
     }
 
-    private ResiliencePipeline<TReply> BuildBreaker<TReply>()
+    private ResiliencePipeline<TReply> BuildBreaker<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>()
     {
         var logger = _logger;
         var socketPath = _socketPath;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Reflection;
 using Gateway.Configuration;
 using Gateway.Ipc.Backend;
 using Gateway.Routing;
@@ -495,5 +496,40 @@ public class EveryOptionTests
         using var response = await client.GetAsync("/r/x");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("still here", await response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>
+    /// The shape check walks a listed set of options classes (so that a Native AOT build keeps their properties); every
+    /// class reachable from <see cref="GatewayOptions"/> — found here by following property types, dictionary values and
+    /// list items — must be in that list, and nothing else.
+    /// </summary>
+    [Fact]
+    public void EveryOptionsClass_IsKnownToTheWalk()
+    {
+        var found = new HashSet<Type>();
+        void Walk(Type type)
+        {
+            if (type == typeof(string) || type.IsValueType || !found.Add(type))
+            {
+                return;
+            }
+
+            foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.SetMethod?.IsPublic == true))
+            {
+                var t = property.PropertyType;
+                if (t.IsGenericType)
+                {
+                    Walk(t.GetGenericArguments()[^1]);
+                }
+                else
+                {
+                    Walk(t.IsArray ? t.GetElementType()! : t);
+                }
+            }
+        }
+
+        Walk(typeof(GatewayOptions));
+
+        Assert.Equal(found.Select(t => t.Name).Order(StringComparer.Ordinal), OptionsShape.KnownTypes.Select(t => t.Name).Order(StringComparer.Ordinal));
     }
 }

@@ -13,9 +13,20 @@ public static class GatewayProcess
     public static Task<ExternalProcess> StartHealthyAsync(string socketPath, params string[] arguments) => StartHealthyAsync(socketPath, null, arguments);
 
     /// <summary>Starts the gateway with extra environment variables and waits until its socket answers /healthz.</summary>
-    public static async Task<ExternalProcess> StartHealthyAsync(string socketPath, IReadOnlyDictionary<string, string>? environment, params string[] arguments)
+    public static Task<ExternalProcess> StartHealthyAsync(string socketPath, IReadOnlyDictionary<string, string>? environment, params string[] arguments) =>
+        WaitHealthyAsync(ExternalProcess.Start("dotnet", environment, [Dll, .. CommonArguments(socketPath), .. arguments]), socketPath);
+
+    /// <summary>
+    /// Starts a published gateway executable (a Native AOT build, <see cref="NativeAotFactAttribute"/>) and waits until its
+    /// socket answers /healthz.
+    /// </summary>
+    public static Task<ExternalProcess> StartExecutableHealthyAsync(string executable, string socketPath, IReadOnlyDictionary<string, string>? environment, params string[] arguments) =>
+        WaitHealthyAsync(ExternalProcess.Start(executable, environment, [.. CommonArguments(socketPath), .. arguments]), socketPath);
+
+    private static string[] CommonArguments(string socketPath) => ["--Gateway:Listen:UnixSocket=" + socketPath, "--Logging:LogLevel:Default=Information"];
+
+    private static async Task<ExternalProcess> WaitHealthyAsync(ExternalProcess process, string socketPath)
     {
-        var process = ExternalProcess.Start("dotnet", environment, [Dll, "--Gateway:Listen:UnixSocket=" + socketPath, "--Logging:LogLevel:Default=Information", .. arguments]);
         await process.WaitForFileAsync(socketPath);
         using var client = UnixHttp.CreateClient(socketPath);
         var started = System.Diagnostics.Stopwatch.StartNew();
