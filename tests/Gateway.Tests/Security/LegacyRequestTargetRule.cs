@@ -6,7 +6,7 @@ namespace Gateway.Tests.Security;
 
 /// <summary>
 /// The path rule as it was before it was made allocation-free (commit 2966f94, src/Gateway/Security/RequestTargetRule.cs):
-/// the oracle that <see cref="RequestTargetRuleEquivalenceProperties"/> holds the current rule to. Decisions only; the
+/// the oracle that RequestTargetRuleEquivalenceProperties holds the current rule to. Decisions only; the
 /// reasons, descriptions and the fold table are the product's.
 /// </summary>
 internal static class LegacyRequestTargetRule
