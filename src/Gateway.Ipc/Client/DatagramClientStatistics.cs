@@ -83,6 +83,9 @@ public sealed class DatagramClientStatistics
     /// </summary>
     public long FullQueueWaits => _sendWaits?.FullQueueWaits ?? 0;
 
+    /// <summary>Waits of <see cref="FullQueueWaits"/> that the kernel ended by reporting room (the backend read a datagram).</summary>
+    public long RoomWakes => _sendWaits?.RoomWakes ?? 0;
+
     /// <summary>
     /// Times the kernel reported room in the backend's queue but the send was refused again (another sender took the
     /// room first, or the backend was restarted and the waiter still watched its old socket; it then reconnects).

@@ -38,9 +38,13 @@ internal sealed class SendWaitCounters
 {
     internal long _fullQueueWaits;
     internal long _emptyWakes;
+    internal long _roomWakes;
 
     /// <summary>Times the sender found the destination's queue full and slept until the kernel reported room (or its wait chunk ended).</summary>
     public long FullQueueWaits => Interlocked.Read(ref _fullQueueWaits);
+
+    /// <summary>Waits that the kernel ended by reporting room in the destination's queue (the destination read).</summary>
+    public long RoomWakes => Interlocked.Read(ref _roomWakes);
 
     /// <summary>Times the kernel reported room but the send was refused again (another sender took the room, or the destination was replaced).</summary>
     public long EmptyWakes => Interlocked.Read(ref _emptyWakes);
@@ -438,6 +442,11 @@ internal sealed class DatagramSendQueue : IDisposable
 
                 Interlocked.Increment(ref WaitCounters._fullQueueWaits);
                 woken = _waker!.WaitForRoom(remaining == Timeout.InfiniteTimeSpan || remaining > MaxWakeWait ? MaxWakeWait : remaining);
+                if (woken)
+                {
+                    Interlocked.Increment(ref WaitCounters._roomWakes);
+                }
+
                 continue;
             }
 
