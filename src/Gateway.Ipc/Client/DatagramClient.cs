@@ -128,7 +128,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         }
 
         _sendQueue = new DatagramSendQueue(
-            _socket, _backendAddress, _options.SendTimeout, _options.MaxSendQueueLength, _options.MaxSendQueueBytes, SendWaitMode.AsyncSend, _timeProvider);
+            _socket, _backendAddress, _options.SendTimeout, _options.MaxSendQueueLength, _options.MaxSendQueueBytes, SendWaitMode.PeerWake, _timeProvider);
+        Statistics._sendWaits = _sendQueue.WaitCounters;
         Log.Started(_logger, LocalAddress, BackendPath);
 
         // A dedicated thread waits in poll() and drains replies with synchronous receives: no socket-engine and
