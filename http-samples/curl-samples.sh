@@ -28,6 +28,7 @@ check() {
 check 200 "$base/healthz"
 check 200 "$base/readyz"
 check 200 "$base/admin/backends"
+check 200 "$base/admin/capture?backend=echo&duration=0.5"
 check 200 "$base/openapi/v1.json"
 check 200 "$base/swagger/index.html"
 check 404 "$base/no/such/route"

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -19,16 +20,67 @@ public sealed class BackendResponse
 
     /// <summary>Creates a response.</summary>
     /// <param name="status">The HTTP status, 200–599.</param>
-    /// <param name="headers">Header fields; names are sent in lower case.</param>
+    /// <param name="headers">
+    /// Header fields; names are sent in lower case. What the gateway accepts (docs/protocol.md section 4.2) is checked
+    /// here, so a reply it would refuse with 502 <c>malformed-reply</c> fails at the call that builds it: a name is an
+    /// RFC 9110 token of 1–255 characters, a value at most 65,535 characters of visible ASCII, space and tab (encode
+    /// other text, e.g. RFC 8187 <c>filename*=UTF-8''…</c> or percent-encoding).
+    /// </param>
     /// <param name="body">The body.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="status"/> is outside 200–599.</exception>
+    /// <exception cref="ArgumentException">A header field breaks the rules above; the message names the field, the character and its offset.</exception>
     public BackendResponse(int status = 200, IReadOnlyList<KeyValuePair<string, string>>? headers = null, ReadOnlyMemory<byte> body = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(status, 200);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(status, 599);
+        headers ??= [];
+        ValidateHeaders(headers);
         Status = status;
-        Headers = headers ?? [];
+        Headers = headers;
         Body = body;
     }
+
+    // RFC 9110 tchar.
+    private static readonly SearchValues<char> TokenChars =
+        SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+
+    // RFC 9110 field-vchar without obs-text, space and horizontal tab.
+    private static readonly SearchValues<char> ValueChars =
+        SearchValues.Create("\t !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~");
+
+    private static void ValidateHeaders(IReadOnlyList<KeyValuePair<string, string>> headers)
+    {
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var (name, value) = headers[i];
+            if (string.IsNullOrEmpty(name) || name.Length > byte.MaxValue)
+            {
+                throw new ArgumentException($"Header field {i} has a name of {name?.Length ?? 0} characters; a name has 1 to 255.", nameof(headers));
+            }
+
+            if (name.AsSpan().IndexOfAnyExcept(TokenChars) is var badName and >= 0)
+            {
+                throw new ArgumentException($"Header field {i} ('{Printable(name)}') has U+{(int)name[badName]:X4} at offset {badName} of its name; a name is an RFC 9110 token.", nameof(headers));
+            }
+
+            if (value is null)
+            {
+                throw new ArgumentException($"Header field {i} ('{name}') has a null value.", nameof(headers));
+            }
+
+            if (value.Length > ushort.MaxValue)
+            {
+                throw new ArgumentException($"Header field {i} ('{name}') has a value of {value.Length} characters; a value has at most 65,535.", nameof(headers));
+            }
+
+            if (value.AsSpan().IndexOfAnyExcept(ValueChars) is var badValue and >= 0)
+            {
+                throw new ArgumentException($"Header field {i} ('{name}') has U+{(int)value[badValue]:X4} at offset {badValue} of its value; a value is visible ASCII, space and tab (encode other text, e.g. RFC 8187 or percent-encoding).", nameof(headers));
+            }
+        }
+    }
+
+    private static string Printable(string name) => string.Concat(name.Select(c => c is >= ' ' and <= '~' ? c.ToString() : "?"));
 
     private BackendResponse(IpcErrorCode code, string message)
     {

@@ -60,6 +60,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     private readonly UnixSocketFile.FileIdentity? _replyFile;
     private readonly Task _receiveLoop;
     private readonly DatagramSendQueue _sendQueue;
+    private readonly DatagramTap? _tap;
     private long _nextCorrelationId;
     private int _disposed;
 
@@ -84,7 +85,9 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             MaxReassemblyBytes = options.MaxReassemblyBytes,
             ReassemblyTimeout = options.ReassemblyTimeout,
             ExpectedReplyUid = options.ExpectedReplyUid,
+            Tap = options.Tap,
         };
+        _tap = options.Tap;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _dropLog = new DropLogThrottle(_timeProvider);
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<DatagramClient>();
@@ -125,7 +128,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         }
 
         _sendQueue = new DatagramSendQueue(
-            _socket, _backendAddress, _options.SendTimeout, _options.MaxSendQueueLength, _options.MaxSendQueueBytes, SendWaitMode.AsyncSend, _timeProvider);
+            _socket, _backendAddress, _options.SendTimeout, _options.MaxSendQueueLength, _options.MaxSendQueueBytes, SendWaitMode.PeerWake, _timeProvider);
+        Statistics._sendWaits = _sendQueue.WaitCounters;
         Log.Started(_logger, LocalAddress, BackendPath);
 
         // A dedicated thread waits in poll() and drains replies with synchronous receives: no socket-engine and
@@ -221,6 +225,10 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             if (!DatagramSender.TrySend(_socket, frame, _backendAddress))
             {
                 Log.CancelNotSent(_logger, correlationId, BackendPath, SocketError.WouldBlock);
+            }
+            else
+            {
+                _tap?.Observer?.OnDatagram(DatagramDirection.Sent, BackendPath, frame);
             }
         }
         catch (DatagramSendException ex)
@@ -373,6 +381,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             if (_sendQueue.TrySendNow(frame.Span))
             {
                 Interlocked.Increment(ref Statistics._requestsSent);
+                _tap?.Observer?.OnDatagram(DatagramDirection.Sent, BackendPath, frame.Span);
                 return default;
             }
         }
@@ -405,6 +414,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         {
             await _sendQueue.EnqueueAsync(frame, abandon.Token).ConfigureAwait(false);
             Interlocked.Increment(ref Statistics._requestsSent);
+            _tap?.Observer?.OnDatagram(DatagramDirection.Sent, BackendPath, frame.Span);
             if (measure)
             {
                 IpcDiagnostics.RecordSendQueueWait(BackendPath, _timeProvider.GetElapsedTime(started));
@@ -530,6 +540,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return;
         }
 
+        _tap?.Observer?.OnDatagram(DatagramDirection.Received, BackendPath, datagram);
         if (oversized)
         {
             Interlocked.Increment(ref Statistics._oversizedDatagrams);

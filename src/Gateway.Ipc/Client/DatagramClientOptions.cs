@@ -5,6 +5,10 @@ namespace Gateway.Ipc.Client;
 /// <summary>Options of a <see cref="DatagramClient"/>.</summary>
 public sealed class DatagramClientOptions
 {
+    /// <summary>Where the client shows the datagrams it sends and receives to an observer (a live capture); <see langword="null"/> = nowhere.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public Diagnostics.DatagramTap? Tap { get; set; }
+
     /// <summary>The path of the backend's datagram socket. Required.</summary>
     /// <value>The default value is the empty string (invalid).</value>
     public string BackendPath { get; set; } = "";

@@ -25,6 +25,7 @@ public sealed class DatagramClientStatistics
     internal long _datagramsReceived;
     internal long _foreignUidReplies;
     internal long _queuedSends;
+    internal Transport.SendWaitCounters? _sendWaits;
     private readonly ReassemblerStatistics _reassembly;
 
     internal DatagramClientStatistics(ReassemblerStatistics reassembly)
@@ -74,6 +75,22 @@ public sealed class DatagramClientStatistics
     /// <c>gateway.ipc.client.send_queue.wait</c> histogram.
     /// </summary>
     public long QueuedSends => Interlocked.Read(ref _queuedSends);
+
+    /// <summary>
+    /// Times the send queue found the backend's receive queue full and slept until the kernel reported room (a socket
+    /// connected to the backend is woken when the backend reads; see PLATFORM.md), or until its wait chunk (50 ms) ended.
+    /// Not a retry count: the send is tried again only when woken.
+    /// </summary>
+    public long FullQueueWaits => _sendWaits?.FullQueueWaits ?? 0;
+
+    /// <summary>Waits of <see cref="FullQueueWaits"/> that the kernel ended by reporting room (the backend read a datagram).</summary>
+    public long RoomWakes => _sendWaits?.RoomWakes ?? 0;
+
+    /// <summary>
+    /// Times the kernel reported room in the backend's queue but the send was refused again (another sender took the
+    /// room first, or the backend was restarted and the waiter still watched its old socket; it then reconnects).
+    /// </summary>
+    public long EmptyWakes => _sendWaits?.EmptyWakes ?? 0;
 
     /// <summary>Fragment datagrams from the backend handed to reassembly (a first fragment for a correlation ID that is not pending counts as late instead).</summary>
     public long FragmentsReceived => Interlocked.Read(ref _fragmentsReceived);

@@ -105,6 +105,7 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
         try
         {
             await SendAsync(socket, request, token, cancellationToken, timeoutSource.Token).ConfigureAwait(false);
+            _options.Tap?.Observer?.OnDatagram(DatagramDirection.Sent, ServerPath, request.Span);
             var sender = new SocketAddress(AddressFamily.Unix, SocketAddress.GetMaximumAddressSize(AddressFamily.Unix));
             while (true)
             {
@@ -156,6 +157,8 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
                     Log.ForeignUid(_logger, senderUid, ServerPath, expectedUid);
                     continue;
                 }
+
+                _options.Tap?.Observer?.OnDatagram(DatagramDirection.Received, ServerPath, buffer.AsSpan(0, Math.Min(received, ProtocolConstants.MaxDatagram)));
 
                 if (received > ProtocolConstants.MaxDatagram)
                 {
@@ -345,6 +348,10 @@ public sealed class RawDatagramClientOptions
 {
     /// <summary>Path of the server's datagram socket.</summary>
     public string ServerPath { get; set; } = "";
+
+    /// <summary>Where the client shows the datagrams it sends and receives to an observer (a live capture); <see langword="null"/> = nowhere.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public DatagramTap? Tap { get; set; }
 
     /// <summary>
     /// Maximum exchanges in flight (each holds its own socket); further requests wait within their timeout.

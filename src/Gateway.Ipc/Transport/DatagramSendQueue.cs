@@ -21,6 +21,33 @@ internal enum SendWaitMode
     /// asynchronous send pending on the socket, so a socket shared by many destinations is never blocked by one.
     /// </summary>
     Poll,
+
+    /// <summary>
+    /// Non-blocking sends from one sending thread of the queue's own, which sleeps in <c>poll(2)</c> on a
+    /// <see cref="PeerWaker"/> (a socket connected to the destination) until the kernel reports room in the destination's
+    /// queue: no retry until there is room, no yield, no timed back-off, no thread-pool work while waiting, and no
+    /// asynchronous send left pending on the socket (whose epoll registration would otherwise wake the socket engine for
+    /// every datagram the socket receives). For a socket that sends to this one destination and whose path is
+    /// connectable (a client sending to its backend).
+    /// </summary>
+    PeerWake,
+}
+
+/// <summary>Counters of a <see cref="DatagramSendQueue"/>'s waits for room (read atomically; they only grow).</summary>
+internal sealed class SendWaitCounters
+{
+    internal long _fullQueueWaits;
+    internal long _emptyWakes;
+    internal long _roomWakes;
+
+    /// <summary>Times the sender found the destination's queue full and slept until the kernel reported room (or its wait chunk ended).</summary>
+    public long FullQueueWaits => Interlocked.Read(ref _fullQueueWaits);
+
+    /// <summary>Waits that the kernel ended by reporting room in the destination's queue (the destination read).</summary>
+    public long RoomWakes => Interlocked.Read(ref _roomWakes);
+
+    /// <summary>Times the kernel reported room but the send was refused again (another sender took the room, or the destination was replaced).</summary>
+    public long EmptyWakes => Interlocked.Read(ref _emptyWakes);
 }
 
 /// <summary>
@@ -62,6 +89,9 @@ internal sealed class DatagramSendQueue : IDisposable
     /// <summary>Yield-and-retry rounds before a timed back-off in <see cref="SendWaitMode.Poll"/> mode (see TrySendAfterShortWaits).</summary>
     private const int YieldRetries = 64;
 
+    /// <summary>The longest single sleep of the sending thread in <see cref="SendWaitMode.PeerWake"/> mode: it then checks for dispose and the deadline.</summary>
+    private static readonly TimeSpan MaxWakeWait = TimeSpan.FromMilliseconds(50);
+
     private readonly Socket _socket;
     private readonly SocketAddress _destination;
     private readonly TimeSpan _sendTimeout;
@@ -77,6 +107,9 @@ internal sealed class DatagramSendQueue : IDisposable
     private bool _running;
     private bool _disposed;
     private long _lastProgress;
+    private readonly PeerWaker? _waker;
+    private readonly ManualResetEventSlim? _work;
+    private Thread? _sendThread;
 
     public DatagramSendQueue(Socket socket, SocketAddress destination, TimeSpan sendTimeout, int maxMessages, long maxBytes, SendWaitMode waitMode, TimeProvider timeProvider)
     {
@@ -87,7 +120,15 @@ internal sealed class DatagramSendQueue : IDisposable
         _maxBytes = maxBytes;
         _waitMode = waitMode;
         _timeProvider = timeProvider;
+        if (waitMode == SendWaitMode.PeerWake)
+        {
+            _waker = new PeerWaker(destination);
+            _work = new ManualResetEventSlim(false, spinCount: 1);
+        }
     }
+
+    /// <summary>The waits for room (counted in <see cref="SendWaitMode.PeerWake"/> mode).</summary>
+    public SendWaitCounters WaitCounters { get; } = new();
 
     /// <summary>The destination.</summary>
     public SocketAddress Destination => _destination;
@@ -161,10 +202,56 @@ internal sealed class DatagramSendQueue : IDisposable
 
         if (start)
         {
-            _ = Task.Run(DrainAsync, CancellationToken.None);
+            if (_work is not null)
+            {
+                StartSendThreadOnce();
+                _work.Set();
+            }
+            else
+            {
+                _ = Task.Run(DrainAsync, CancellationToken.None);
+            }
         }
 
         return item.Task;
+    }
+
+    /// <summary>
+    /// <see cref="SendWaitMode.PeerWake"/>: the queue's sending thread, started with its first queued message. It parks on
+    /// an event while the queue is idle, and drains it when <see cref="EnqueueAsync"/> signals work. Its waits are
+    /// blocking <c>poll(2)</c> calls that the kernel ends when the destination reads (see <see cref="PeerWaker"/>).
+    /// </summary>
+    private void StartSendThreadOnce()
+    {
+        lock (_lock)
+        {
+            if (_sendThread is not null || _disposed)
+            {
+                return;
+            }
+
+            _sendThread = new Thread(SendThreadLoop) { IsBackground = true, Name = ".NET Datagram Send" };
+        }
+
+        _sendThread.UnsafeStart();
+    }
+
+    private void SendThreadLoop()
+    {
+        var work = _work!;
+        while (true)
+        {
+            work.Wait();
+            work.Reset();
+            if (Volatile.Read(ref _disposed))
+            {
+                // Dispose failed what was queued, and nothing is queued after it.
+                return;
+            }
+
+            // Synchronous in this mode except the rare grace retries: runs to completion on this thread.
+            DrainAsync().GetAwaiter().GetResult();
+        }
     }
 
     /// <summary>Fails every queued message with <see cref="DatagramFailure.Closed"/>; later messages fail at once.</summary>
@@ -176,6 +263,8 @@ internal sealed class DatagramSendQueue : IDisposable
         }
 
         FailAll(null, Closed());
+        _waker?.Dispose();
+        _work?.Set();
     }
 
     private static DatagramSendException Closed() =>
@@ -318,8 +407,18 @@ internal sealed class DatagramSendQueue : IDisposable
     private async ValueTask SendDatagramAsync(ReadOnlyMemory<byte> datagram)
     {
         var delay = MinPollDelay;
+        var woken = false;
         while (!DatagramSender.TrySend(_socket, datagram.Span, _destination))
         {
+            if (woken)
+            {
+                // The kernel said "room" and the send was refused anyway: someone else took it, or the waiter watches a
+                // socket that is gone (the backend was restarted; its new socket is bound at the path). Watch the new one.
+                Interlocked.Increment(ref WaitCounters._emptyWakes);
+                _waker!.Reconnect();
+                woken = false;
+            }
+
             var remaining = RemainingUntilOverloaded();
             if (remaining <= TimeSpan.Zero && remaining != Timeout.InfiniteTimeSpan)
             {
@@ -332,6 +431,23 @@ internal sealed class DatagramSendQueue : IDisposable
                     DatagramFailure.BackendOverloaded,
                     SocketError.Success,
                     $"The destination accepted no datagram for the send timeout of {_sendTimeout}.");
+            }
+
+            if (_waitMode == SendWaitMode.PeerWake)
+            {
+                if (Volatile.Read(ref _disposed))
+                {
+                    throw new DatagramSendException(DatagramFailure.Closed, SocketError.OperationAborted, "The send queue was closed.");
+                }
+
+                Interlocked.Increment(ref WaitCounters._fullQueueWaits);
+                woken = _waker!.WaitForRoom(remaining == Timeout.InfiniteTimeSpan || remaining > MaxWakeWait ? MaxWakeWait : remaining);
+                if (woken)
+                {
+                    Interlocked.Increment(ref WaitCounters._roomWakes);
+                }
+
+                continue;
             }
 
             if (_waitMode == SendWaitMode.Poll)

@@ -9,10 +9,18 @@ internal static class AdminApi
 {
     public static IEndpointRouteBuilder MapAdminApi(this IEndpointRouteBuilder endpoints)
     {
-        var group = endpoints.MapGroup("/admin").WithTags("Admin");
+        var group = endpoints.MapGroup("/admin").WithTags("Admin").WithMetadata(Security.AdminEndpointMetadata.Instance);
         group.MapGet("/backends", GetBackends)
             .WithName("GetBackends")
             .WithSummary("State of every backend instance: health, circuit, in-flight, latency percentiles and counters.");
+        group.MapGet("/capture", Diagnostics.Capture.CaptureEndpoint.RunAsync)
+            .WithName("CaptureDatagrams")
+            .WithSummary("Live capture of the datagrams the gateway sends and receives, as NDJSON (one JSON object per line).")
+            .WithDescription("Parameters (each list may repeat or hold comma-separated values): backend, route, instance (socket path), correlationId (16 hex digits, as X-Correlation-Id), kind (REQUEST, RESPONSE, ERROR, PING, PONG, CANCEL, RAW, MALFORMED); limits: count (default 1000), duration in seconds (default 60, at most 3600); payload = bytes of each datagram's payload to include, base64 (default 0). Use curl -N. See docs/api.md.")
+            .Produces(StatusCodes.Status200OK, contentType: Diagnostics.Capture.CaptureEndpoint.ContentType)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
         return endpoints;
     }
 

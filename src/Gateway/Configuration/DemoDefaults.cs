@@ -3,7 +3,7 @@ namespace Gateway.Configuration;
 /// <summary>The zero-configuration demo: an in-process echo backend and its route.</summary>
 internal static class DemoDefaults
 {
-    public const string BackendName = "demo";
+    public const string BackendName = "echo";
     public const string RouteName = "echo";
     public const string RoutePath = "/echo/{**rest}";
 

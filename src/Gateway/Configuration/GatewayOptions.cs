@@ -33,6 +33,9 @@ public sealed class GatewayOptions
     /// <summary>Which callers (by the Unix peer credentials of their connection) may use the gateway.</summary>
     public CallerAuthorizationOptions Authorization { get; set; } = new();
 
+    /// <summary>Who may use the operator endpoints under <c>/admin</c> (backend state, live datagram capture).</summary>
+    public AdminOptions Admin { get; set; } = new();
+
     /// <summary>
     /// Whether the caller's uid, gid and pid travel to envelope backends as <c>x-gateway-caller-uid</c>,
     /// <c>x-gateway-caller-gid</c> and <c>x-gateway-caller-pid</c>. Incoming headers of these names are always removed.
@@ -349,6 +352,27 @@ public sealed class CallerAuthorizationOptions
     /// <value>The default value is <see langword="true"/>.</value>
     /// </summary>
     public bool ExemptHealthEndpoints { get; set; } = true;
+}
+
+/// <summary>
+/// The <c>Gateway:Admin</c> section: the allow-list of the <c>/admin</c> endpoints, checked after the global
+/// <c>Gateway:Authorization</c> lists (both must pass). With both lists empty, only the user the gateway runs as and
+/// root may use <c>/admin</c>; a caller without peer credentials (loopback TCP, TestServer) never may.
+/// </summary>
+public sealed class AdminOptions
+{
+    /// <summary>
+    /// Uids (numbers, or user names from /etc/passwd) allowed to use <c>/admin</c>, including a capture's payload bytes.
+    /// <value>The default value is empty: the gateway's own uid and root.</value>
+    /// </summary>
+    public List<string> AllowedUids { get; set; } = [];
+
+    /// <summary>
+    /// Gids (numbers, or group names from /etc/group) allowed to use <c>/admin</c>: the caller's primary or a
+    /// supplementary group.
+    /// <value>The default value is empty.</value>
+    /// </summary>
+    public List<string> AllowedGids { get; set; } = [];
 }
 
 /// <summary>The <c>Gateway:Limits</c> section.</summary>

@@ -156,6 +156,7 @@ internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IV
         }
 
         ValidateCallerLists(errors, $"{root}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids);
+        ValidateCallerLists(errors, $"{root}:Admin", options.Admin.AllowedUids, options.Admin.AllowedGids);
         ValidateLimits(errors, root, options.Limits, options.RateLimiting);
 
         if (options.ReplySocketDirectory is { } replyDirectory)
@@ -395,18 +396,7 @@ internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IV
         }
     }
 
-    private static bool GroupExists(string group)
-    {
-        try
-        {
-            _ = Hosting.UnixSocketListener.ResolveGroup(group);
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
-        }
-    }
+    private static bool GroupExists(string group) => Security.UnixIds.TryResolveGroup(group, out _);
 
     private static void ValidateSocketPath(List<string> errors, string key, string? path)
     {

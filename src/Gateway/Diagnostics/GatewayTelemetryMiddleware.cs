@@ -31,7 +31,9 @@ internal sealed class GatewayTelemetryMiddleware(RequestDelegate next, GatewayMe
             {
                 var status = failed ? StatusCodes.Status500InternalServerError : context.Response.StatusCode;
                 metrics.RecordRequest(route.Name, route.Backend.Name, failed ? "error" : GatewayMetrics.Outcome(status), status, timeProvider.GetElapsedTime(start));
-                if (context.Features.Get<IHttpActivityFeature>()?.Activity is { IsAllDataRequested: true } activity)
+                // Only a span someone records: without a listener, hosting's activity exists for log correlation alone,
+                // and its tags would be allocated for nobody.
+                if (context.Features.Get<IHttpActivityFeature>()?.Activity is { IsAllDataRequested: true } activity && activity.Source.HasListeners())
                 {
                     activity.SetTag(GatewayMetrics.RouteTag, route.Name);
                     activity.SetTag(GatewayMetrics.BackendTag, route.Backend.Name);

@@ -32,9 +32,11 @@ internal sealed class ForwardingHandler
     private readonly ForwardingPipelineProvider _pipelines;
     private readonly GatewayMetrics _metrics;
     private readonly string _requestIdHeader;
+    private readonly Diagnostics.Capture.CaptureHub _capture;
 
-    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines, GatewayMetrics metrics, IOptions<GatewayOptions> options)
+    public ForwardingHandler(TimeProvider timeProvider, ILogger<ForwardingHandler> logger, RouteTableProvider routes, ForwardingPipelineProvider pipelines, GatewayMetrics metrics, IOptions<GatewayOptions> options, Diagnostics.Capture.CaptureHub capture)
     {
+        _capture = capture;
         _timeProvider = timeProvider;
         _logger = logger;
         _routes = routes;
@@ -83,6 +85,7 @@ internal sealed class ForwardingHandler
         var correlationId = numbering.NextCorrelationId();
         var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
         context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
+        _capture.NoteRoute(correlationId, route.Name);
 
         using var scope = RequestLogScope.AddForwarding(_logger, context, correlationText, route.Name, backend.Name);
 
@@ -369,12 +372,16 @@ internal sealed class ForwardingHandler
             target = request.PathBase + request.Path + request.QueryString;
         }
 
-        string? traceParent = null;
+        Span<char> traceParent = stackalloc char[TraceParentLength];
         string? traceState = null;
         if (Activity.Current is { IdFormat: ActivityIdFormat.W3C } activity)
         {
-            traceParent = activity.Id;
+            FormatTraceParent(activity, traceParent);
             traceState = activity.TraceStateString;
+        }
+        else
+        {
+            traceParent = default;
         }
 
         var budgetMs = budget == Timeout.InfiniteTimeSpan ? 0u : (uint)Math.Clamp((long)Math.Ceiling(budget.TotalMilliseconds), 1, uint.MaxValue);
@@ -413,6 +420,23 @@ internal sealed class ForwardingHandler
             writer.AddHeader(HeaderRules.CallerGidHeader, Format(caller.Gid, number));
             writer.AddHeader(HeaderRules.CallerPidHeader, Format((uint)caller.Pid, number));
         }
+    }
+
+    private const int TraceParentLength = 55;
+
+    /// <summary>
+    /// The W3C traceparent of a W3C activity (<c>00-{trace-id}-{parent-id}-{flags}</c>, what <see cref="Activity.Id"/>
+    /// reads), written into <paramref name="destination"/> instead of building the Id string each request.
+    /// </summary>
+    internal static void FormatTraceParent(Activity activity, Span<char> destination)
+    {
+        "00-".CopyTo(destination);
+        // The IDs keep their hex strings: ToHexString allocates nothing.
+        activity.TraceId.ToHexString().CopyTo(destination[3..35]);
+        destination[35] = '-';
+        activity.SpanId.ToHexString().CopyTo(destination[36..52]);
+        destination[52] = '-';
+        ((byte)activity.ActivityTraceFlags).TryFormat(destination[53..], out _, "x2", CultureInfo.InvariantCulture);
     }
 
     private static ReadOnlySpan<char> Format(uint value, Span<char> buffer) =>

@@ -26,6 +26,8 @@ internal enum GatewayFailure
     RateLimited,
     TooManyConcurrentRequests,
     MalformedRequestBody,
+    BadCaptureRequest,
+    TooManyCaptures,
 }
 
 /// <summary>
@@ -48,6 +50,8 @@ internal static class GatewayProblems
         GatewayFailure.RateLimited => (StatusCodes.Status429TooManyRequests, "rate-limited", "The caller exceeded its request rate"),
         GatewayFailure.TooManyConcurrentRequests => (StatusCodes.Status429TooManyRequests, "too-many-concurrent-requests", "The caller has too many requests in flight"),
         GatewayFailure.MalformedRequestBody => (StatusCodes.Status400BadRequest, "malformed-request-body", "The request body could not be read"),
+        GatewayFailure.BadCaptureRequest => (StatusCodes.Status400BadRequest, "bad-capture-request", "The capture request is invalid"),
+        GatewayFailure.TooManyCaptures => (StatusCodes.Status429TooManyRequests, "too-many-captures", "Too many captures are running"),
         GatewayFailure.NoRoute => (StatusCodes.Status404NotFound, "no-route", "No route matches the request"),
         GatewayFailure.MethodNotAllowed => (StatusCodes.Status405MethodNotAllowed, "method-not-allowed", "The route does not allow this method"),
         GatewayFailure.BodyTooLarge => (StatusCodes.Status413PayloadTooLarge, "body-too-large", "The request body is larger than the route allows"),

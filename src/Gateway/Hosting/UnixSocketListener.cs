@@ -223,24 +223,10 @@ internal sealed partial class UnixSocketListener : IHostedLifecycleService
         return Task.CompletedTask;
     }
 
-    internal static int ResolveGroup(string group)
-    {
-        if (int.TryParse(group, NumberStyles.None, CultureInfo.InvariantCulture, out var gid))
-        {
-            return gid;
-        }
-
-        foreach (var line in File.ReadLines("/etc/group"))
-        {
-            var fields = line.Split(':');
-            if (fields.Length >= 3 && fields[0] == group && int.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out gid))
-            {
-                return gid;
-            }
-        }
-
-        throw new InvalidOperationException($"Gateway:Listen:SocketGroup: group '{group}' does not exist.");
-    }
+    internal static int ResolveGroup(string group) =>
+        Security.UnixIds.TryResolveGroup(group, out var gid)
+            ? (int)gid
+            : throw new InvalidOperationException($"Gateway:Listen:SocketGroup: group '{group}' does not exist.");
 
     [LibraryImport("libc", EntryPoint = "chown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Chown(string path, int owner, int group);

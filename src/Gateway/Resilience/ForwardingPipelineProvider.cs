@@ -36,6 +36,8 @@ internal sealed class ForwardingPipelineProvider(
     private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(1);
 
     private int _live;
+    private Action<ResiliencePipelineBuilder<DatagramReply>, ConfigureBuilderContext<string>>? _configureEnvelope;
+    private Action<ResiliencePipelineBuilder<Gateway.Ipc.Raw.RawReply>, ConfigureBuilderContext<string>>? _configureRaw;
 
     /// <summary>Pipeline instances built and not yet disposed (current ones plus replaced ones still executing).</summary>
     public int LivePipelines => Volatile.Read(ref _live);
@@ -49,19 +51,40 @@ internal sealed class ForwardingPipelineProvider(
     /// POST) makes its one attempt without it (<see cref="ForwardingAttempt.RunOnceAsync"/>).
     /// </summary>
     public ResiliencePipeline<TReply> GetPipeline<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>(GatewayRoute route) =>
-        registry.GetOrAddPipeline<TReply>(route.PipelineKey, (builder, context) =>
+        registry.GetOrAddPipeline(route.PipelineKey, ConfigureFor<TReply>());
+
+    /// <summary>
+    /// The builder callback for <typeparamref name="TReply"/>, made once: a lambda that captured the route allocated two
+    /// objects every request (the registry calls it only when it builds). The route is looked up by the key's name.
+    /// </summary>
+    private Action<ResiliencePipelineBuilder<TReply>, ConfigureBuilderContext<string>> ConfigureFor<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>()
+    {
+        if (typeof(TReply) == typeof(DatagramReply))
         {
-            // The token first, then the table (see ChangeCancellationToken): a reload never goes unnoticed.
-            context.AddReloadToken(routes.ChangeCancellationToken);
-            Interlocked.Increment(ref _live);
-            context.OnPipelineDisposed(() => Interlocked.Decrement(ref _live));
-            var current = routes.Current.Routes.FirstOrDefault(r => r.Name == route.Name);
-            builder.TimeProvider = timeProvider;
-            if (current is not null)
-            {
-                Configure(builder, current);
-            }
-        });
+            return (Action<ResiliencePipelineBuilder<TReply>, ConfigureBuilderContext<string>>)(object)(_configureEnvelope ??= Build<DatagramReply>);
+        }
+
+        if (typeof(TReply) == typeof(Gateway.Ipc.Raw.RawReply))
+        {
+            return (Action<ResiliencePipelineBuilder<TReply>, ConfigureBuilderContext<string>>)(object)(_configureRaw ??= Build<Gateway.Ipc.Raw.RawReply>);
+        }
+
+        return Build;
+    }
+
+    private void Build<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>(ResiliencePipelineBuilder<TReply> builder, ConfigureBuilderContext<string> context)
+    {
+        // The token first, then the table (see ChangeCancellationToken): a reload never goes unnoticed.
+        context.AddReloadToken(routes.ChangeCancellationToken);
+        Interlocked.Increment(ref _live);
+        context.OnPipelineDisposed(() => Interlocked.Decrement(ref _live));
+        var current = routes.Current.Routes.FirstOrDefault(r => r.PipelineKey == context.PipelineKey);
+        builder.TimeProvider = timeProvider;
+        if (current is not null)
+        {
+            Configure(builder, current);
+        }
+    }
 
     private void Configure<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply>(ResiliencePipelineBuilder<TReply> builder, GatewayRoute route)
     {

@@ -23,6 +23,9 @@ internal sealed class RouteTable
     /// <summary>The global allow-lists (<c>Gateway:Authorization</c>); null = every caller.</summary>
     public CallerRule? CallerRule { get; init; }
 
+    /// <summary>The allow-list of <c>/admin</c> (<c>Gateway:Admin</c>, by default the gateway's own user and root).</summary>
+    public required CallerRule AdminRule { get; init; }
+
     /// <summary><c>Gateway:Authorization:ExemptHealthEndpoints</c>.</summary>
     public bool ExemptHealthEndpoints { get; init; } = true;
 

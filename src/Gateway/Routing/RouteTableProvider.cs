@@ -1,6 +1,7 @@
 using Gateway.Configuration;
 using Gateway.Diagnostics;
 using Gateway.Ipc.Client;
+using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Raw;
 using Gateway.Resilience;
 using Gateway.Security;
@@ -28,14 +29,16 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private CancellationTokenSource _changeSource;
     private RouteTable _current;
     private readonly string _replyPrefix = "gw-reply-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
+    private readonly DatagramTap _tap;
     private long _replyCounter;
     private string? _replyDirectory;
     private UnixFileMode _replyMode;
     private long _version;
     private bool _disposed;
 
-    public RouteTableProvider(IOptions<GatewayOptions> options, IOptionsFactory<GatewayOptions> optionsFactory, IConfiguration configuration, TimeProvider timeProvider, ILoggerFactory loggerFactory)
+    public RouteTableProvider(IOptions<GatewayOptions> options, IOptionsFactory<GatewayOptions> optionsFactory, IConfiguration configuration, TimeProvider timeProvider, ILoggerFactory loggerFactory, DatagramTap tap)
     {
+        _tap = tap;
         _optionsFactory = optionsFactory;
         _timeProvider = timeProvider;
         _loggerFactory = loggerFactory;
@@ -141,6 +144,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         {
             // Resolved first: a name that no longer resolves must fail the build before anything changes.
             var globalRule = CallerRule.Create($"{GatewayOptions.SectionName}:Authorization", options.Authorization.AllowedUids, options.Authorization.AllowedGids);
+            var adminRule = CallerRule.CreateAdmin($"{GatewayOptions.SectionName}:Admin", options.Admin.AllowedUids, options.Admin.AllowedGids);
             var routeRules = options.Routes.ToDictionary(r => r.Key, r => CallerRule.Create($"{GatewayOptions.SectionName}:Routes:{r.Key}", r.Value.AllowedUids, r.Value.AllowedGids), StringComparer.OrdinalIgnoreCase);
 
             _replyDirectory = options.ReplySocketDirectory;
@@ -213,6 +217,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
             var table = new RouteTable(++_version, routes, backends)
             {
                 CallerRule = globalRule,
+                AdminRule = adminRule,
                 ExemptHealthEndpoints = options.Authorization.ExemptHealthEndpoints,
                 ForwardCallerCredentials = options.ForwardCallerCredentials,
             };
@@ -268,7 +273,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
         if (key.Mode == BackendMode.Raw)
         {
             return new BackendInstance(key.Path, new RawDatagramClient(
-                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency, ReplyDirectory = _replyDirectory, ReplyFileMode = _replyMode, ExpectedReplyUid = key.ReplyUid },
+                new RawDatagramClientOptions { ServerPath = key.Path, SendTimeout = key.SendTimeout, MaxConcurrency = key.MaxConcurrency, ReplyDirectory = _replyDirectory, ReplyFileMode = _replyMode, ExpectedReplyUid = key.ReplyUid, Tap = _tap },
                 _timeProvider,
                 _loggerFactory))
             {
@@ -278,7 +283,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
 
         var replyPath = _replyDirectory is null ? null : Path.Combine(_replyDirectory, _replyPrefix + (++_replyCounter).ToString(System.Globalization.CultureInfo.InvariantCulture) + ".sock");
         var client = new DatagramClient(
-            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout, ReplyPath = replyPath, ExpectedReplyUid = key.ReplyUid },
+            new DatagramClientOptions { BackendPath = key.Path, SendTimeout = key.SendTimeout, ReplyPath = replyPath, ExpectedReplyUid = key.ReplyUid, Tap = _tap },
             _timeProvider,
             _loggerFactory);
         if (replyPath is not null)

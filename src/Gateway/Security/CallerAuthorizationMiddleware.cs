@@ -5,6 +5,12 @@ using Gateway.Routing;
 
 namespace Gateway.Security;
 
+/// <summary>Marks an endpoint under <c>/admin</c>: the <c>Gateway:Admin</c> allow-list applies after the global lists.</summary>
+internal sealed class AdminEndpointMetadata
+{
+    public static readonly AdminEndpointMetadata Instance = new();
+}
+
 /// <summary>Marks an endpoint that <c>Gateway:Authorization:ExemptHealthEndpoints</c> opens to every caller.</summary>
 internal sealed class HealthEndpointMetadata
 {
@@ -47,6 +53,11 @@ internal sealed class CallerAuthorizationMiddleware(RequestDelegate next, RouteT
         if (table.CallerRule is { } global && !global.Allows(caller))
         {
             return global;
+        }
+
+        if (metadata?.GetMetadata<AdminEndpointMetadata>() is not null && !table.AdminRule.Allows(caller))
+        {
+            return table.AdminRule;
         }
 
         // The rule of the current table, even when routing still matched on the previous one: a tightened list applies

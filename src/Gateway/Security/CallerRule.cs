@@ -49,6 +49,13 @@ internal sealed class CallerRule
             gids.Select(g => UnixIds.TryResolveGroup(g, out var id) ? id : throw new InvalidOperationException($"{section}:AllowedGids: '{g}' is not a gid.")).ToFrozenSet());
     }
 
+    /// <summary>
+    /// The rule of <c>Gateway:Admin</c>: its lists, or, when both are empty, the user the gateway runs as and root.
+    /// </summary>
+    public static CallerRule CreateAdmin(string section, IReadOnlyList<string> uids, IReadOnlyList<string> gids) =>
+        Create(section, uids, gids)
+        ?? new CallerRule(section + ":AllowedUids (default: the gateway's own user and root)", new[] { Hosting.SocketDirectory.EffectiveUid(), 0u }.ToFrozenSet(), FrozenSet<uint>.Empty);
+
     public bool Allows(IPeerCredentialsFeature? caller)
     {
         if (caller is null)

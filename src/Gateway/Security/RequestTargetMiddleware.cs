@@ -20,12 +20,8 @@ internal sealed class RequestTargetMiddleware(RequestDelegate next, ILogger<Requ
             raw = request.PathBase.ToUriComponent() + request.Path.ToUriComponent() + request.QueryString.ToUriComponent();
         }
 
-        var problem = RequestTargetRule.Check(raw, out var path);
-        if (problem == TargetProblem.None && !string.Equals(path, request.PathBase.Value + request.Path.Value, StringComparison.Ordinal))
-        {
-            problem = TargetProblem.NotCanonical;
-        }
-
+        // Compared with the routed path as it is decoded: an ordinary target costs no allocation.
+        var problem = RequestTargetRule.CheckRouted(raw, request.PathBase.Value, request.Path.Value);
         if (problem == TargetProblem.None)
         {
             return next(context);

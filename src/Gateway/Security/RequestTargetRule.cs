@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using System.Text.Unicode;
 
 namespace Gateway.Security;
 
@@ -64,12 +65,33 @@ internal enum TargetProblem
 /// </summary>
 internal static class RequestTargetRule
 {
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    /// <summary>Paths up to this many characters are checked in stack buffers; longer ones rent from the array pool.</summary>
+    private const int StackLimit = 256;
 
     /// <summary>The target's problem, or <see cref="TargetProblem.None"/>; <paramref name="path"/> is the decoded path.</summary>
     public static TargetProblem Check(string rawTarget, out string path)
     {
-        path = "";
+        var builder = new PathBuilder(new StringBuilder(rawTarget.Length));
+        var problem = Check(rawTarget, ref builder);
+        path = problem == TargetProblem.None ? builder.Text.ToString() : "";
+        return problem;
+    }
+
+    /// <summary>
+    /// The target's problem; <see cref="TargetProblem.NotCanonical"/> when the target is fine but decodes to another path
+    /// than <paramref name="pathBase"/> + <paramref name="path"/> (what the server routed on). The decoded path is compared
+    /// as it is decoded, never built: no allocation for a target of up to <see cref="StackLimit"/> characters in origin form.
+    /// </summary>
+    public static TargetProblem CheckRouted(string rawTarget, string? pathBase, string? path)
+    {
+        var comparer = new PathComparer(pathBase ?? "", path ?? "");
+        var problem = Check(rawTarget, ref comparer);
+        return problem == TargetProblem.None && !comparer.Matches ? TargetProblem.NotCanonical : problem;
+    }
+
+    private static TargetProblem Check<TSink>(string rawTarget, ref TSink sink)
+        where TSink : struct, IDecodedPathSink
+    {
         rawTarget = OriginForm(rawTarget);
         if (rawTarget.Length == 0 || rawTarget[0] != '/')
         {
@@ -83,8 +105,11 @@ internal static class RequestTargetRule
             return TargetProblem.EncodedDelimiter;
         }
 
-        var decoded = new StringBuilder(rawPath.Length);
-        var buffer = ArrayPool<byte>.Shared.Rent(rawPath.Length);
+        // A segment decodes to at most as many bytes as it has characters, and UTF-8 to at most as many UTF-16 units.
+        byte[]? rentedBytes = null;
+        char[]? rentedChars = null;
+        var bytes = rawPath.Length <= StackLimit ? stackalloc byte[StackLimit] : (rentedBytes = ArrayPool<byte>.Shared.Rent(rawPath.Length));
+        var chars = rawPath.Length <= StackLimit ? stackalloc char[StackLimit] : (rentedChars = ArrayPool<char>.Shared.Rent(rawPath.Length));
         try
         {
             var position = 1; // after the leading '/'
@@ -93,8 +118,8 @@ internal static class RequestTargetRule
                 var next = rawPath[position..].IndexOf('/');
                 var segment = next < 0 ? rawPath[position..] : rawPath.Slice(position, next);
                 var last = next < 0;
-                decoded.Append('/');
-                var problem = CheckSegment(segment, last, buffer, decoded);
+                sink.Append("/");
+                var problem = CheckSegment(segment, last, bytes, chars, ref sink);
                 if (problem != TargetProblem.None)
                 {
                     return problem;
@@ -102,7 +127,7 @@ internal static class RequestTargetRule
 
                 if (last)
                 {
-                    break;
+                    return TargetProblem.None;
                 }
 
                 position += next + 1;
@@ -110,11 +135,16 @@ internal static class RequestTargetRule
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+            if (rentedBytes is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rentedBytes);
+            }
 
-        path = decoded.ToString();
-        return TargetProblem.None;
+            if (rentedChars is not null)
+            {
+                ArrayPool<char>.Shared.Return(rentedChars);
+            }
+        }
     }
 
     /// <summary>
@@ -178,7 +208,8 @@ internal static class RequestTargetRule
         _ => "",
     };
 
-    private static TargetProblem CheckSegment(ReadOnlySpan<char> segment, bool last, byte[] buffer, StringBuilder decoded)
+    private static TargetProblem CheckSegment<TSink>(ReadOnlySpan<char> segment, bool last, Span<byte> buffer, Span<char> chars, ref TSink sink)
+        where TSink : struct, IDecodedPathSink
     {
         if (segment.IsEmpty)
         {
@@ -246,7 +277,7 @@ internal static class RequestTargetRule
             buffer[length++] = b;
         }
 
-        var bytes = buffer.AsSpan(0, length);
+        var bytes = buffer[..length];
         if (bytes.SequenceEqual("."u8) || bytes.SequenceEqual(".."u8))
         {
             return TargetProblem.DotSegment;
@@ -259,16 +290,13 @@ internal static class RequestTargetRule
                 return TargetProblem.OverlongUtf8;
             }
 
-            string text;
-            try
-            {
-                text = StrictUtf8.GetString(bytes);
-            }
-            catch (DecoderFallbackException)
+            // Strict: an invalid or incomplete sequence (or an encoded surrogate) is refused, never replaced.
+            if (Utf8.ToUtf16(bytes, chars, out _, out var written, replaceInvalidSequences: false) != OperationStatus.Done)
             {
                 return TargetProblem.InvalidUtf8;
             }
 
+            ReadOnlySpan<char> text = chars[..written];
             foreach (var rune in text.EnumerateRunes())
             {
                 if (Rune.IsControl(rune))
@@ -290,7 +318,7 @@ internal static class RequestTargetRule
                 }
             }
 
-            decoded.Append(text);
+            sink.Append(text);
             return TargetProblem.None;
         }
 
@@ -299,11 +327,14 @@ internal static class RequestTargetRule
             return TargetProblem.SegmentWhitespace;
         }
 
-        foreach (var b in bytes)
+        // ASCII: each byte is its character.
+        var ascii = chars[..length];
+        for (var i = 0; i < length; i++)
         {
-            decoded.Append((char)b);
+            ascii[i] = (char)bytes[i];
         }
 
+        sink.Append(ascii);
         return TargetProblem.None;
     }
 
@@ -393,4 +424,43 @@ internal static class RequestTargetRule
     private static bool IsHex(char c) => char.IsAsciiHexDigit(c);
 
     private static int HexValue(char c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+
+    /// <summary>Where the decoded path goes, segment by segment: built (<see cref="PathBuilder"/>) or compared (<see cref="PathComparer"/>).</summary>
+    private interface IDecodedPathSink
+    {
+        void Append(ReadOnlySpan<char> decoded);
+    }
+
+    private readonly struct PathBuilder(StringBuilder text) : IDecodedPathSink
+    {
+        public StringBuilder Text { get; } = text;
+
+        public void Append(ReadOnlySpan<char> decoded) => Text.Append(decoded);
+    }
+
+    /// <summary>Compares the decoded path, as it comes, with <c>first + second</c> (path base and path) without joining them.</summary>
+    private struct PathComparer(string first, string second) : IDecodedPathSink
+    {
+        private int _position;
+        private bool _differs;
+
+        public readonly bool Matches => !_differs && _position == first.Length + second.Length;
+
+        public void Append(ReadOnlySpan<char> decoded)
+        {
+            while (!_differs && !decoded.IsEmpty)
+            {
+                var expected = _position < first.Length ? first.AsSpan(_position) : second.AsSpan(_position - first.Length);
+                var n = Math.Min(expected.Length, decoded.Length);
+                if (n == 0 || !decoded[..n].SequenceEqual(expected[..n]))
+                {
+                    _differs = true;
+                    return;
+                }
+
+                _position += n;
+                decoded = decoded[n..];
+            }
+        }
+    }
 }

@@ -18,8 +18,8 @@ public class AdminApiTests
         var absent = dir.Socket("absent.sock");
         var settings = ResilienceSettings.Route(backend.SocketPath, absent);
         settings["Gateway:Backends:b:LoadBalancing"] = "PowerOfTwoChoices";
-        await using var factory = new GatewayFactory(dir, settings);
-        using var client = factory.CreateClient();
+        await using var factory = new GatewayFactory(dir, settings).StartKestrel(); // /admin needs the caller's peer credentials
+        using var client = factory.CreateGatewayClient();
         for (var i = 0; i < 4; i++)
         {
             Assert.Equal("ok", await client.GetStringAsync($"/api/{i}"));
@@ -61,8 +61,8 @@ public class AdminApiTests
         var replies = dir.Socket("replies");
         settings["Gateway:ReplySocketDirectory"] = replies;
         settings["Gateway:Backends:b:HealthCheck:Interval"] = "01:00:00"; // no probe in the pending table
-        await using var factory = new GatewayFactory(dir, settings);
-        using var client = factory.CreateClient();
+        await using var factory = new GatewayFactory(dir, settings).StartKestrel(); // /admin needs the caller's peer credentials
+        using var client = factory.CreateGatewayClient();
 
         var held = client.GetStringAsync("/api/held");
         await entered.Task.WaitAsync(TimeSpan.FromSeconds(60));

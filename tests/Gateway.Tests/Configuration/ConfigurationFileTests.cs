@@ -14,7 +14,7 @@ public class ConfigurationFileTests
     private const string NoRoutes = """{ "Gateway": { } }""";
 
     /// <summary>A route to the demo echo backend (enabled: the file declares no backend).</summary>
-    private const string ExtraRoute = """{ "Gateway": { "Routes": { "extra": { "Path": "/extra/{**rest}", "Backend": "demo" } } } }""";
+    private const string ExtraRoute = """{ "Gateway": { "Routes": { "extra": { "Path": "/extra/{**rest}", "Backend": "echo" } } } }""";
 
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 

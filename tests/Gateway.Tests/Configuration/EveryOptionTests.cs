@@ -39,6 +39,8 @@ public class EveryOptionTests
         ["Gateway:Routes:<name>:AllowedGids:<i>"] = ("no-such-group-zz9", "is not a gid"),
         ["Gateway:Authorization:AllowedUids:<i>"] = ("no-such-user-zz9", "is not a uid"),
         ["Gateway:Authorization:AllowedGids:<i>"] = ("no-such-group-zz9", "is not a gid"),
+        ["Gateway:Admin:AllowedUids:<i>"] = ("no-such-user-zz9", "is not a uid"),
+        ["Gateway:Admin:AllowedGids:<i>"] = ("no-such-group-zz9", "is not a gid"),
     };
 
     /// <summary>String options with no bad value: any text goes.</summary>

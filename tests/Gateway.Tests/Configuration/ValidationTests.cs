@@ -91,7 +91,7 @@ public class ValidationTests
 
         DemoDefaults.Apply(options);
 
-        Assert.Equal(["/run/gw/demo-echo.sock"], options.Backends["demo"].Instances);
+        Assert.Equal(["/run/gw/demo-echo.sock"], options.Backends["echo"].Instances);
         Assert.Equal("/echo/{**rest}", options.Routes["echo"].Path);
         Assert.Empty(GatewayOptionsValidator.Validate(options));
     }
@@ -104,7 +104,7 @@ public class ValidationTests
 
         DemoDefaults.Apply(options);
 
-        Assert.False(options.Backends.ContainsKey("demo"));
+        Assert.False(options.Backends.ContainsKey("echo"));
         Assert.Empty(options.Routes);
     }
 }

@@ -85,5 +85,5 @@ public class DefaultFactoryTests
     }
 
     private static string DemoSocket(WebApplicationFactory<Program> factory) =>
-        Assert.Single(factory.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.Backends["demo"].Instances);
+        Assert.Single(factory.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.Backends["echo"].Instances);
 }
