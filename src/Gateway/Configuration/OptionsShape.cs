@@ -36,6 +36,7 @@ internal static partial class OptionsShape
         Shape(typeof(GatewayOptions)),
         Shape(typeof(ListenOptions)),
         Shape(typeof(CallerAuthorizationOptions)),
+        Shape(typeof(AdminOptions)),
         Shape(typeof(RequestLimitsOptions)),
         Shape(typeof(CallerRateLimitOptions)),
         Shape(typeof(DemoBackendOptions)),
