@@ -46,6 +46,10 @@ internal sealed class CaptureFilter
     /// <summary>Payload bytes to include per datagram (0 = none).</summary>
     public int PayloadBytes { get; private init; }
 
+    /// <summary>Whether this session may want datagrams of <paramref name="backend"/> (checked per forwarded request while a capture runs).</summary>
+    public bool MatchesBackend(string backend) =>
+        (Backends is null || Backends.Contains(backend)) && (RouteBackends is null || RouteBackends.Contains(backend));
+
     /// <summary>Checked first, for every datagram while a capture runs: whether this session wants anything from the instance.</summary>
     public bool MatchesInstance(string[] backends, string path)
     {

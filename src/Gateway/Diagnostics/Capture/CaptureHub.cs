@@ -27,6 +27,7 @@ internal sealed class CaptureHub : IDatagramObserver
     private readonly Lock _gate = new();
     private readonly ConcurrentDictionary<ulong, string> _routeOf = new();
     private CaptureSession[] _sessions = [];
+    private int _remembered;
     private InstanceMap? _map;
 
     public CaptureHub(RouteTableProvider routes, TimeProvider timeProvider, DatagramTap tap)
@@ -43,11 +44,30 @@ internal sealed class CaptureHub : IDatagramObserver
     public bool IsActive => Volatile.Read(ref _sessions).Length != 0;
 
     /// <summary>Records which route forwards <paramref name="correlationId"/>, while a capture runs (for the <c>route</c> field and filter).</summary>
-    public void NoteRoute(ulong correlationId, string route)
+    public void NoteRoute(ulong correlationId, string route, string backend)
     {
-        if (IsActive && _routeOf.Count < MaxRememberedRoutes)
+        var sessions = Volatile.Read(ref _sessions);
+        if (sessions.Length == 0)
         {
-            _routeOf[correlationId] = route;
+            return;
+        }
+
+        foreach (var session in sessions)
+        {
+            if (session.Filter.MatchesBackend(backend))
+            {
+                // Counted here: ConcurrentDictionary.Count takes every lock, too slow for each request.
+                if (Interlocked.Increment(ref _remembered) <= MaxRememberedRoutes)
+                {
+                    _routeOf[correlationId] = route;
+                }
+                else
+                {
+                    Interlocked.Decrement(ref _remembered);
+                }
+
+                return;
+            }
         }
     }
 
@@ -78,6 +98,7 @@ internal sealed class CaptureHub : IDatagramObserver
             {
                 Tap.Observer = null;
                 _routeOf.Clear();
+                Volatile.Write(ref _remembered, 0);
             }
         }
 
@@ -136,7 +157,10 @@ internal sealed class CaptureHub : IDatagramObserver
         if (direction == DatagramDirection.Received && header.Kind is MessageKind.Response or MessageKind.Error && route is not null
             && (!header.IsFragment || IsLastFragment(data, header)))
         {
-            _routeOf.TryRemove(header.CorrelationId, out _);
+            if (_routeOf.TryRemove(header.CorrelationId, out _))
+            {
+                Interlocked.Decrement(ref _remembered);
+            }
         }
 
         var kind = KindName(header.Kind);
