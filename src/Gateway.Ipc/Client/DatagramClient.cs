@@ -376,12 +376,15 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
 
     private ValueTask SendFrameAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
     {
+        // Observed before the send: once it is out, the reply can be received (and observed) before this thread runs
+        // again, and a capture must not show the reply before its request.
+        var observer = _tap?.Observer;
+        observer?.OnDatagram(DatagramDirection.Sent, BackendPath, frame.Span);
         try
         {
             if (_sendQueue.TrySendNow(frame.Span))
             {
                 Interlocked.Increment(ref Statistics._requestsSent);
-                _tap?.Observer?.OnDatagram(DatagramDirection.Sent, BackendPath, frame.Span);
                 return default;
             }
         }
@@ -391,10 +394,10 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return default;
         }
 
-        return SendQueuedAsync(frame, entry);
+        return SendQueuedAsync(frame, entry, observed: observer is not null);
     }
 
-    private async ValueTask SendQueuedAsync(ReadOnlyMemory<byte> frame, PendingRequest entry)
+    private async ValueTask SendQueuedAsync(ReadOnlyMemory<byte> frame, PendingRequest entry, bool observed)
     {
         // The backend's queue is full, other requests are queued, or the message is fragmented: queue it. The CTS fires
         // when the request completes (timeout, caller cancellation, dispose) and removes it if it is still queued; the
@@ -414,7 +417,10 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         {
             await _sendQueue.EnqueueAsync(frame, abandon.Token).ConfigureAwait(false);
             Interlocked.Increment(ref Statistics._requestsSent);
-            _tap?.Observer?.OnDatagram(DatagramDirection.Sent, BackendPath, frame.Span);
+            if (!observed)
+            {
+                _tap?.Observer?.OnDatagram(DatagramDirection.Sent, BackendPath, frame.Span);
+            }
             if (measure)
             {
                 IpcDiagnostics.RecordSendQueueWait(BackendPath, _timeProvider.GetElapsedTime(started));

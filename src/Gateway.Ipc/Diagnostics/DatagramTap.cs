@@ -21,8 +21,10 @@ public interface IDatagramObserver
     /// <param name="direction">Sent or received.</param>
     /// <param name="backendPath">The backend socket the client talks to.</param>
     /// <param name="data">
-    /// <see cref="DatagramDirection.Sent"/>: the whole message as it was handed to the socket, after the send succeeded (a
-    /// message larger than one datagram left as fragments, docs/protocol.md section 6). <see cref="DatagramDirection.Received"/>:
+    /// <see cref="DatagramDirection.Sent"/>: the whole message as it is handed to the client's send path, just before the
+    /// first send (so that its reply is never observed before it; a message larger than one datagram leaves as fragments,
+    /// docs/protocol.md section 6). A message the backend's full queue holds back is observed once, when it is first
+    /// handed over; if it then fails or is abandoned, its request fails with the reason. <see cref="DatagramDirection.Received"/>:
     /// one datagram from the backend's address, before it is validated (it may be malformed). For a raw client, the raw
     /// request or reply bytes. Valid only during the call.
     /// </param>
