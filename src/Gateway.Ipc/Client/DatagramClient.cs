@@ -22,8 +22,10 @@ namespace Gateway.Ipc.Client;
 /// <para>
 /// Hot path: when no request is queued, a request that fits one datagram is sent with a non-blocking <c>sendto</c>
 /// (no timer, no allocation). Otherwise (the backend's queue is full, requests are already queued, or the request is
-/// fragmented) it joins the client's FIFO send queue, drained by one send loop in order, each fragmented request kept
-/// contiguous. The backend is <see cref="DatagramFailure.BackendOverloaded"/> only when it makes <b>no progress</b>: it
+/// fragmented) it joins the client's FIFO send queue, drained in order by the queue's own sending thread, each fragmented
+/// request kept contiguous. While the backend's queue is full that thread sleeps in <c>poll(2)</c> on a socket connected to
+/// the backend, which the kernel wakes when the backend reads (its peer wake): no retries, no yields, no thread-pool work
+/// while waiting (<see cref="DatagramClientStatistics.FullQueueWaits"/>). The reply socket itself stays unconnected. The backend is <see cref="DatagramFailure.BackendOverloaded"/> only when it makes <b>no progress</b>: it
 /// accepts no datagram for <see cref="DatagramClientOptions.SendTimeout"/>; then every queued request fails. A slow
 /// backend that keeps reading is not overloaded. The queue is bounded by <see cref="DatagramClientOptions.MaxSendQueueLength"/>
 /// and <see cref="DatagramClientOptions.MaxSendQueueBytes"/>; beyond them a request fails at once with

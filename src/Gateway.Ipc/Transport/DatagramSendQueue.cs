@@ -11,12 +11,6 @@ namespace Gateway.Ipc.Transport;
 internal enum SendWaitMode
 {
     /// <summary>
-    /// <c>SendToAsync</c> on the socket (woken by the kernel when the destination reads). Only for a socket that sends
-    /// to this one destination: a pending asynchronous send blocks every later send through the same socket.
-    /// </summary>
-    AsyncSend,
-
-    /// <summary>
     /// Non-blocking retries: first up to 64 yields of the CPU, then a back-off (1 ms doubling up to 16 ms, on the queue's clock). Never leaves an
     /// asynchronous send pending on the socket, so a socket shared by many destinations is never blocked by one.
     /// </summary>
@@ -462,29 +456,7 @@ internal sealed class DatagramSendQueue : IDisposable
                 continue;
             }
 
-            using var deadline = remaining == Timeout.InfiniteTimeSpan ? null : new CancellationTokenSource(remaining, _timeProvider);
-            if (deadline is not null)
-            {
-                RearmIfClockMoved(deadline, remaining);
-            }
-
-            try
-            {
-                await _socket.SendToAsync(datagram, SocketFlags.None, _destination, deadline?.Token ?? CancellationToken.None).ConfigureAwait(false);
-                break;
-            }
-            catch (OperationCanceledException)
-            {
-                // The deadline fired; the next round reports the overload (or sends if room appeared meanwhile).
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode != SocketError.WouldBlock)
-            {
-                throw DatagramSendException.FromSocketException(ex);
-            }
-            catch (ObjectDisposedException ex)
-            {
-                throw new DatagramSendException(DatagramFailure.Closed, SocketError.OperationAborted, "The socket was closed.", ex);
-            }
+            throw new InvalidOperationException($"Unknown wait mode {_waitMode}.");
         }
 
         lock (_lock)
@@ -537,27 +509,6 @@ internal sealed class DatagramSendQueue : IDisposable
         }
 
         return false;
-    }
-
-    /// <summary>
-    /// The deadline timer is armed relative to the clock when it is created; if the clock moved between reading the time
-    /// left and arming it (a fake clock advanced by a test on another thread, or this thread paused), the timer would fire
-    /// late by that much. Re-arm from the deadline until the clock stands still across the arming (at most 3 times;
-    /// moves under a millisecond are ignored, which on the real clock is every case).
-    /// </summary>
-    private void RearmIfClockMoved(CancellationTokenSource deadline, TimeSpan armedWith)
-    {
-        for (var i = 0; i < 3; i++)
-        {
-            var remaining = RemainingUntilOverloaded();
-            if (armedWith - remaining < TimeSpan.FromMilliseconds(1))
-            {
-                return;
-            }
-
-            deadline.CancelAfter(remaining);
-            armedWith = remaining;
-        }
     }
 
     /// <summary>The time left before the queue counts as overloaded (zero or less: none; infinite: no limit).</summary>

@@ -28,6 +28,8 @@ namespace Gateway.Ipc.Transport;
 /// </remarks>
 internal sealed class PeerWaker : IDisposable
 {
+    private static readonly TimeSpan FallbackSleep = TimeSpan.FromMilliseconds(2);
+
     private readonly SocketAddressEndPoint _destination;
     private Socket? _socket;
     private bool _disposed;
@@ -40,9 +42,6 @@ internal sealed class PeerWaker : IDisposable
     /// <summary>Whether the waiter is connected to a live destination socket (false before the first wait, or when connecting failed).</summary>
     public bool IsConnected => Volatile.Read(ref _socket) is not null;
 
-    /// <summary>Connections made (the first one included).</summary>
-    public long Connects { get; private set; }
-
     /// <summary>
     /// Sleeps until the destination's queue has room or <paramref name="timeout"/> passes (whichever is first).
     /// </summary>
@@ -54,8 +53,8 @@ internal sealed class PeerWaker : IDisposable
         var socket = Volatile.Read(ref _socket) ?? Connect();
         if (socket is null)
         {
-            // Nothing to connect to (absent or stale path): a timed sleep; the caller's next send reports the error.
-            Thread.Sleep(timeout);
+            // Nothing to connect to (absent or stale path): a short timed sleep; the caller's next send reports the error.
+            Thread.Sleep(timeout < FallbackSleep ? timeout : FallbackSleep);
             return false;
         }
 
@@ -105,7 +104,6 @@ internal sealed class PeerWaker : IDisposable
             return null;
         }
 
-        Connects++;
         if (Interlocked.CompareExchange(ref _socket, socket, null) is not null || Volatile.Read(ref _disposed))
         {
             socket.Dispose();
