@@ -85,7 +85,7 @@ internal sealed class ForwardingHandler
         var correlationId = numbering.NextCorrelationId();
         var correlationText = correlationId.ToString("x16", CultureInfo.InvariantCulture);
         context.Response.Headers[CorrelationItems.CorrelationIdHeader] = correlationText;
-        _capture.NoteRoute(correlationId, route.Name);
+        _capture.NoteRoute(correlationId, route.Name, backend.Name);
 
         using var scope = RequestLogScope.AddForwarding(_logger, context, correlationText, route.Name, backend.Name);
 

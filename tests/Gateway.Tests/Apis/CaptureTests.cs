@@ -251,14 +251,14 @@ public class CaptureTests
         await using var factory = new GatewayFactory(dir, TwoBackends(a.SocketPath, b.SocketPath)).StartKestrel();
         using var client = factory.CreateGatewayClient();
 
-        using var response = await client.GetAsync("/admin/capture?backend=nope&kind=FOO&count=0&duration=-1&payload=999999&correlationId=xyz&Backend=a&route=zz&instance=/no.sock");
+        using var response = await client.GetAsync("/admin/capture?backend=nope&kind=FOO&count=0&duration=-1&payload=999999&correlationId=xyz&Backend=a&route=zz&instance=/no.sock&format=xml");
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal("urn:gateway:problem:bad-capture-request", problem.RootElement.GetProperty("type").GetString());
         var errors = problem.RootElement.GetProperty("errors").EnumerateArray().Select(e => e.GetString()!).ToList();
-        foreach (var expected in new[] { "backend: there is no backend 'nope'; the backends are a, b", "kind: 'FOO'", "count: '0'", "duration: '-1'", "payload: '999999'", "correlationId: 'xyz'", "Unknown parameter 'Backend' (did you mean 'backend'?)", "route: there is no route 'zz'", "instance: no backend has the instance '/no.sock'" })
+        foreach (var expected in new[] { "backend: there is no backend 'nope'; the backends are a, b", "kind: 'FOO'", "count: '0'", "duration: '-1'", "payload: '999999'", "correlationId: 'xyz'", "Unknown parameter 'Backend' (did you mean 'backend'?)", "route: there is no route 'zz'", "instance: no backend has the instance '/no.sock'", "format: 'xml' is not a format" })
         {
             Assert.Contains(errors, e => e.StartsWith(expected, StringComparison.Ordinal) || e.Contains(expected, StringComparison.Ordinal));
         }
@@ -336,5 +336,160 @@ public class CaptureTests
             Assert.True(line.TryGetProperty("kind", out _), line.ToString());
             events++;
         }
+    }
+}
+
+/// <summary>A fact that is skipped, saying why, when tshark is not installed (CI installs it).</summary>
+public sealed class TsharkFactAttribute : FactAttribute
+{
+    public const string ExecutablePath = "/usr/bin/tshark";
+
+    public TsharkFactAttribute()
+    {
+        if (!File.Exists(ExecutablePath))
+        {
+            Skip = $"{ExecutablePath} is absent: install Debian's tshark package (apt-get install tshark; .ci/run does) to check the Wireshark dissector.";
+        }
+    }
+}
+
+/// <summary><c>GET /admin/capture?format=pcapng</c>: a file Wireshark opens, and the repository's Lua dissector reads it.</summary>
+public class PcapngCaptureTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(60);
+
+    private sealed record Packet(bool Outbound, byte[] Data, string Comment);
+
+    /// <summary>Captures a 300,000-byte POST through the gateway (a fragmented request and reply) as pcapng.</summary>
+    private static async Task<(byte[] File, string CorrelationId, string BackendPath)> CaptureAsync(TempSocketDirectory dir)
+    {
+        await using var a = await TestBackend.StartAsync(dir.Socket("a.sock"), (request, _) =>
+            ValueTask.FromResult(new BackendResponse(201, [new("content-type", "application/octet-stream")], request.Body.ToArray())));
+        await using var factory = new GatewayFactory(dir, new Dictionary<string, string?>
+        {
+            ["Gateway:Backends:a:Instances:0"] = a.SocketPath,
+            ["Gateway:Routes:ra:Path"] = "/a/{**rest}",
+            ["Gateway:Routes:ra:Backend"] = "a",
+        }).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+        using var capture = await client.GetAsync("/admin/capture?format=pcapng&kind=REQUEST,RESPONSE&count=4", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, capture.StatusCode);
+        Assert.Equal("application/vnd.tcpdump.pcap", capture.Content.Headers.ContentType?.MediaType);
+        var stream = await capture.Content.ReadAsStreamAsync();
+        var head = new byte[28];
+        await stream.ReadExactlyAsync(head).AsTask().WaitAsync(HangGuard); // the section header: the capture is armed
+
+        using var response = await client.PostAsync("/a/big", new ByteArrayContent(new byte[300_000]));
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        var rest = new MemoryStream();
+        await stream.CopyToAsync(rest).WaitAsync(HangGuard);
+        return ([.. head, .. rest.ToArray()], response.Headers.GetValues("X-Correlation-Id").Single(), a.SocketPath);
+    }
+
+    private static List<Packet> Parse(byte[] file)
+    {
+        var packets = new List<Packet>();
+        var at = 0;
+        var sawInterface = false;
+        while (at < file.Length)
+        {
+            var type = BitConverter.ToUInt32(file, at);
+            var length = (int)BitConverter.ToUInt32(file, at + 4);
+            Assert.True(length % 4 == 0 && length >= 12 && at + length <= file.Length, $"block at {at}: length {length}");
+            Assert.Equal((uint)length, BitConverter.ToUInt32(file, at + length - 4));
+            if (at == 0)
+            {
+                Assert.Equal(0x0A0D0D0Au, type);
+                Assert.Equal(0x1A2B3C4Du, BitConverter.ToUInt32(file, 8));
+            }
+            else if (type == 1)
+            {
+                Assert.Equal(147, BitConverter.ToUInt16(file, at + 8)); // LINKTYPE_USER0
+                sawInterface = true;
+            }
+            else
+            {
+                Assert.Equal(6u, type); // Enhanced Packet Block
+                var captured = (int)BitConverter.ToUInt32(file, at + 20);
+                Assert.Equal(captured, (int)BitConverter.ToUInt32(file, at + 24));
+                var data = file.AsSpan(at + 28, captured).ToArray();
+                var options = at + 28 + ((captured + 3) & ~3);
+                bool? outbound = null;
+                var comment = "";
+                while (BitConverter.ToUInt16(file, options) is var code and not 0)
+                {
+                    var size = BitConverter.ToUInt16(file, options + 2);
+                    if (code == 2)
+                    {
+                        outbound = (BitConverter.ToUInt32(file, options + 4) & 3) == 2;
+                    }
+                    else if (code == 1)
+                    {
+                        comment = Encoding.UTF8.GetString(file, options + 4, size);
+                    }
+
+                    options += 4 + ((size + 3) & ~3);
+                }
+
+                packets.Add(new Packet(outbound ?? throw new InvalidOperationException("no epb_flags"), data, comment));
+            }
+
+            at += length;
+        }
+
+        Assert.True(sawInterface);
+        return packets;
+    }
+
+    [Fact]
+    public async Task Pcapng_HoldsEachWholeDatagramAsItWasOnTheWire_WithItsDirection()
+    {
+        using var dir = new TempSocketDirectory();
+        var (file, correlationId, backendPath) = await CaptureAsync(dir);
+
+        var packets = Parse(file);
+        Assert.Equal(4, packets.Count); // request and reply, two fragments each
+        foreach (var packet in packets)
+        {
+            var header = Gateway.Ipc.Protocol.FrameHeader.ReadDatagram(packet.Data);
+            Assert.Equal(correlationId, header.CorrelationId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture));
+            Assert.True(header.IsFragment);
+            Assert.Equal(header.Kind == Gateway.Ipc.Protocol.MessageKind.Request, packet.Outbound);
+            Assert.Contains(backendPath, packet.Comment, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(Gateway.Ipc.Protocol.ProtocolConstants.MaxDatagram, packets[0].Data.Length);
+        Assert.Equal(0u, Gateway.Ipc.Protocol.FrameHeader.ReadFragmentOffset(packets[0].Data));
+        Assert.Equal((uint)Gateway.Ipc.Protocol.ProtocolConstants.MaxFragmentData, Gateway.Ipc.Protocol.FrameHeader.ReadFragmentOffset(packets[1].Data));
+    }
+
+    [TsharkFact]
+    public async Task Pcapng_IsReadByTsharkWithTheRepositorysLuaDissector()
+    {
+        using var dir = new TempSocketDirectory();
+        var (file, correlationId, _) = await CaptureAsync(dir);
+        var path = Path.Combine(dir.Path, "capture.pcapng");
+        await File.WriteAllBytesAsync(path, file);
+
+        var info = new System.Diagnostics.ProcessStartInfo(TsharkFactAttribute.ExecutablePath) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { "-X", "lua_script:" + RepoPaths.Combine("tools", "wireshark", "gateway-dgram.lua"), "-r", path, "-T", "fields", "-E", "separator=|", "-e", "gd.kind", "-e", "gd.correlation_id", "-e", "gd.fragment_offset", "-e", "gd.method", "-e", "gd.target", "-e", "gd.status" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["HOME"] = dir.Path; // no personal Wireshark profile
+        using var tshark = System.Diagnostics.Process.Start(info)!;
+        var output = tshark.StandardOutput.ReadToEndAsync();
+        var error = tshark.StandardError.ReadToEndAsync();
+        await tshark.WaitForExitAsync().WaitAsync(HangGuard);
+        Assert.True(tshark.ExitCode == 0, await error);
+
+        var rows = (await output).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('|')).ToList();
+        Assert.Equal(4, rows.Count);
+        Assert.All(rows, r => Assert.Equal(Convert.ToUInt64(correlationId, 16), Convert.ToUInt64(r[1], 16)));
+        Assert.Equal(["1", "1", "2", "2"], rows.Select(r => r[0]).Order());
+        var first = rows.Single(r => r[0] == "1" && r[2] == "0");
+        Assert.Equal(("POST", "/a/big"), (first[3], first[4]));
+        Assert.Equal("201", rows.Single(r => r[0] == "2" && r[2] == "0")[5]);
     }
 }

@@ -16,7 +16,7 @@ internal sealed class CaptureFilter
     public static readonly TimeSpan MaxDuration = TimeSpan.FromHours(1);
     public const int MaxPayloadBytes = 65_536;
 
-    public static readonly string[] Parameters = ["backend", "route", "instance", "correlationId", "kind", "count", "duration", "payload"];
+    public static readonly string[] Parameters = ["backend", "route", "instance", "correlationId", "kind", "count", "duration", "payload", "format"];
 
     public static readonly string[] Kinds = ["REQUEST", "RESPONSE", "ERROR", "PING", "PONG", "CANCEL", "RAW", "MALFORMED"];
 
@@ -40,8 +40,15 @@ internal sealed class CaptureFilter
 
     public TimeSpan Duration { get; private init; } = DefaultDuration;
 
+    /// <summary>Whether the capture is written as pcapng (whole datagrams) instead of NDJSON.</summary>
+    public bool Pcapng { get; private init; }
+
     /// <summary>Payload bytes to include per datagram (0 = none).</summary>
     public int PayloadBytes { get; private init; }
+
+    /// <summary>Whether this session may want datagrams of <paramref name="backend"/> (checked per forwarded request while a capture runs).</summary>
+    public bool MatchesBackend(string backend) =>
+        (Backends is null || Backends.Contains(backend)) && (RouteBackends is null || RouteBackends.Contains(backend));
 
     /// <summary>Checked first, for every datagram while a capture runs: whether this session wants anything from the instance.</summary>
     public bool MatchesInstance(string[] backends, string path)
@@ -187,6 +194,24 @@ internal sealed class CaptureFilter
             errors.Add($"payload: '{payloadText}' is not a number of bytes from 0 to {MaxPayloadBytes}.");
         }
 
+        var pcapng = false;
+        if (Single(query, "format", errors) is { } format)
+        {
+            if (format is "pcapng")
+            {
+                pcapng = true;
+            }
+            else if (format is not "ndjson")
+            {
+                errors.Add($"format: '{format}' is not a format; the formats are ndjson (the default) and pcapng.");
+            }
+
+            if (pcapng && payload != 0)
+            {
+                errors.Add("payload: a pcapng capture always holds whole datagrams; leave payload out.");
+            }
+        }
+
         return errors.Count != 0 ? null : new CaptureFilter
         {
             Backends = backends?.ToHashSet(StringComparer.OrdinalIgnoreCase),
@@ -198,6 +223,7 @@ internal sealed class CaptureFilter
             Count = count,
             Duration = duration,
             PayloadBytes = payload,
+            Pcapng = pcapng,
         };
     }
 

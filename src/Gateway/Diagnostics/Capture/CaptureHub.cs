@@ -27,6 +27,7 @@ internal sealed class CaptureHub : IDatagramObserver
     private readonly Lock _gate = new();
     private readonly ConcurrentDictionary<ulong, string> _routeOf = new();
     private CaptureSession[] _sessions = [];
+    private int _remembered;
     private InstanceMap? _map;
 
     public CaptureHub(RouteTableProvider routes, TimeProvider timeProvider, DatagramTap tap)
@@ -43,11 +44,30 @@ internal sealed class CaptureHub : IDatagramObserver
     public bool IsActive => Volatile.Read(ref _sessions).Length != 0;
 
     /// <summary>Records which route forwards <paramref name="correlationId"/>, while a capture runs (for the <c>route</c> field and filter).</summary>
-    public void NoteRoute(ulong correlationId, string route)
+    public void NoteRoute(ulong correlationId, string route, string backend)
     {
-        if (IsActive && _routeOf.Count < MaxRememberedRoutes)
+        var sessions = Volatile.Read(ref _sessions);
+        if (sessions.Length == 0)
         {
-            _routeOf[correlationId] = route;
+            return;
+        }
+
+        foreach (var session in sessions)
+        {
+            if (session.Filter.MatchesBackend(backend))
+            {
+                // Counted here: ConcurrentDictionary.Count takes every lock, too slow for each request.
+                if (Interlocked.Increment(ref _remembered) <= MaxRememberedRoutes)
+                {
+                    _routeOf[correlationId] = route;
+                }
+                else
+                {
+                    Interlocked.Decrement(ref _remembered);
+                }
+
+                return;
+            }
         }
     }
 
@@ -78,6 +98,7 @@ internal sealed class CaptureHub : IDatagramObserver
             {
                 Tap.Observer = null;
                 _routeOf.Clear();
+                Volatile.Write(ref _remembered, 0);
             }
         }
 
@@ -121,14 +142,14 @@ internal sealed class CaptureHub : IDatagramObserver
         if (instance.Raw)
         {
             var raw = new CapturedDatagram(time, direction, instance.Backends[0], backendPath, "RAW", data.Length) { Route = null };
-            Offer(sessions, raw, instance.Backends, data);
+            Offer(sessions, raw, instance.Backends, data, data);
             return;
         }
 
         if (!TryReadHeader(data, out var header, out var problem))
         {
             var malformed = new CapturedDatagram(time, direction, instance.Backends[0], backendPath, "MALFORMED", data.Length) { Malformed = problem };
-            Offer(sessions, malformed, instance.Backends, data);
+            Offer(sessions, malformed, instance.Backends, data, data);
             return;
         }
 
@@ -136,7 +157,10 @@ internal sealed class CaptureHub : IDatagramObserver
         if (direction == DatagramDirection.Received && header.Kind is MessageKind.Response or MessageKind.Error && route is not null
             && (!header.IsFragment || IsLastFragment(data, header)))
         {
-            _routeOf.TryRemove(header.CorrelationId, out _);
+            if (_routeOf.TryRemove(header.CorrelationId, out _))
+            {
+                Interlocked.Decrement(ref _remembered);
+            }
         }
 
         var kind = KindName(header.Kind);
@@ -149,7 +173,8 @@ internal sealed class CaptureHub : IDatagramObserver
             {
                 var part = payload.Slice(i * ProtocolConstants.MaxFragmentData, Math.Min(ProtocolConstants.MaxFragmentData, payload.Length - (i * ProtocolConstants.MaxFragmentData)));
                 var fragment = Describe(time, direction, instance, backendPath, kind, header, route, ProtocolConstants.FragmentHeaderSize + part.Length, i, count, i == 0 ? payload : default);
-                Offer(sessions, fragment, instance.Backends, part);
+                var wire = WantsWire(sessions) ? FragmentDatagram(data[..ProtocolConstants.HeaderSize], (uint)(i * ProtocolConstants.MaxFragmentData), part) : default;
+                Offer(sessions, fragment, instance.Backends, part, wire);
             }
 
             return;
@@ -166,7 +191,7 @@ internal sealed class CaptureHub : IDatagramObserver
         }
 
         var described = Describe(time, direction, instance, backendPath, kind, header, route, data.Length, index, total, index == 0 ? body : default);
-        Offer(sessions, described, instance.Backends, body);
+        Offer(sessions, described, instance.Backends, body, data);
     }
 
     private static bool TryReadHeader(ReadOnlySpan<byte> data, out FrameHeader header, out string? problem)
@@ -252,7 +277,31 @@ internal sealed class CaptureHub : IDatagramObserver
         return true;
     }
 
-    private static void Offer(CaptureSession[] sessions, CapturedDatagram datagram, string[] backends, ReadOnlySpan<byte> payload)
+    private static bool WantsWire(CaptureSession[] sessions)
+    {
+        foreach (var session in sessions)
+        {
+            if (session.Filter.Pcapng)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The datagram a fragment of a sent message was on the wire (docs/protocol.md section 6).</summary>
+    private static byte[] FragmentDatagram(ReadOnlySpan<byte> header, uint offset, ReadOnlySpan<byte> part)
+    {
+        var datagram = new byte[ProtocolConstants.FragmentHeaderSize + part.Length];
+        header.CopyTo(datagram);
+        FrameHeader.AddFlags(datagram, MessageFlags.Fragment);
+        BinaryPrimitives.WriteUInt32BigEndian(datagram.AsSpan(ProtocolConstants.HeaderSize), offset);
+        part.CopyTo(datagram.AsSpan(ProtocolConstants.FragmentHeaderSize));
+        return datagram;
+    }
+
+    private static void Offer(CaptureSession[] sessions, CapturedDatagram datagram, string[] backends, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> wire)
     {
         foreach (var session in sessions)
         {
@@ -263,7 +312,12 @@ internal sealed class CaptureHub : IDatagramObserver
 
             // The payload bytes are copied per session (each may ask for a different length).
             var offered = datagram;
-            if (session.Filter.PayloadBytes > 0)
+            if (session.Filter.Pcapng)
+            {
+                offered = datagram.Clone();
+                offered.Wire = wire.ToArray();
+            }
+            else if (session.Filter.PayloadBytes > 0)
             {
                 offered = datagram.Clone();
                 var length = Math.Min(payload.Length, session.Filter.PayloadBytes);

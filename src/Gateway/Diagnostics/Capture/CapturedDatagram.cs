@@ -49,6 +49,9 @@ internal sealed class CapturedDatagram(DateTimeOffset time, DatagramDirection di
 
     public bool PayloadTruncated { get; set; }
 
+    /// <summary>The whole datagram as it was on the wire (pcapng captures only).</summary>
+    public byte[]? Wire { get; set; }
+
     public CapturedDatagram Clone() => (CapturedDatagram)MemberwiseClone();
 
     /// <summary>The correlation ID as in <c>X-Correlation-Id</c>: 16 lower-case hex digits.</summary>
