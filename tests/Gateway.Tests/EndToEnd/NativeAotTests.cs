@@ -114,6 +114,56 @@ public class NativeAotTests
         Assert.True(instance.GetProperty("retries").GetInt64() >= 1, instance.ToString());
     }
 
+    /// <summary>The live datagram capture (<c>/admin/capture</c>, NDJSON written with Utf8JsonWriter) under AOT: a request and its reply.</summary>
+    [NativeAotFact]
+    public async Task Capture_StreamsTheRequestAndItsReply()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) => ValueTask.FromResult(BackendResponse.Text("captured " + request.Path)));
+        var socket = dir.Socket("gw.sock");
+        await using var gateway = await GatewayProcess.StartExecutableHealthyAsync(
+            Executable,
+            socket,
+            null,
+            "--Gateway:DemoBackend:Enabled=false",
+            "--Gateway:Backends:b:Instances:0=" + backend.SocketPath,
+            "--Gateway:Routes:api:Path=/api/{**rest}",
+            "--Gateway:Routes:api:Backend=b");
+        using var client = UnixHttp.CreateClient(socket);
+        using var capture = await client.GetAsync("/admin/capture?backend=b&kind=REQUEST,RESPONSE&count=2&payload=64", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, capture.StatusCode);
+        Assert.Equal("application/x-ndjson", capture.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await capture.Content.ReadAsStreamAsync());
+        var started = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Contains("\"started\"", started, StringComparison.Ordinal);
+
+        using var other = UnixHttp.CreateClient(socket); // a connection of its own: the capture's stays open
+        using var response = await other.GetAsync("/api/seen");
+        Assert.Equal("captured /api/seen", await response.Content.ReadAsStringAsync());
+        var correlationId = Assert.Single(response.Headers.GetValues("X-Correlation-Id"));
+
+        // The capture ends itself after its two events (count=2) with an "end" line.
+        var lines = new List<string>();
+        while (await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60)) is { } line)
+        {
+            lines.Add(line);
+        }
+
+        var all = string.Join("\n", lines);
+        Assert.True(lines.Count == 3, all);
+        // Not necessarily in this order: the reply can be recorded before the send that caused it.
+        using var sent = JsonDocument.Parse(Assert.Single(lines, l => l.Contains("\"kind\":\"REQUEST\"", StringComparison.Ordinal)));
+        using var received = JsonDocument.Parse(Assert.Single(lines, l => l.Contains("\"kind\":\"RESPONSE\"", StringComparison.Ordinal)));
+        using var end = JsonDocument.Parse(lines[2]);
+        Assert.Equal("REQUEST", sent.RootElement.GetProperty("kind").GetString());
+        Assert.Equal("/api/seen", sent.RootElement.GetProperty("target").GetString());
+        Assert.Equal(correlationId, sent.RootElement.GetProperty("correlationId").GetString());
+        Assert.False(string.IsNullOrEmpty(sent.RootElement.GetProperty("payload").GetString()), all);
+        Assert.Equal("RESPONSE", received.RootElement.GetProperty("kind").GetString());
+        Assert.Equal(correlationId, received.RootElement.GetProperty("correlationId").GetString());
+        Assert.Equal("count", end.RootElement.GetProperty("end").GetString());
+    }
+
     /// <summary>Options are read by the shape check over a listed set of options classes (trimming keeps exactly those).</summary>
     [NativeAotFact]
     public async Task InvalidConfiguration_NamesEveryKey()
