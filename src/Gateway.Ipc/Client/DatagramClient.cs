@@ -716,13 +716,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         {
             message?.Dispose();
             Interlocked.Increment(ref Statistics._lateReplies);
+            // A late RESPONSE_HEAD gets no CANCEL here: the request's failure (timeout, caller gone) already sent one.
             Log.LateReply(_logger, header.CorrelationId, header.Kind, BackendPath);
-            if (header.Kind == MessageKind.ResponseHead)
-            {
-                // Nobody reads this stream: stop it.
-                SendCancel(header.CorrelationId);
-            }
-
             return;
         }
 
