@@ -9,7 +9,7 @@ namespace EchoBackend;
 /// <c>"{METHOD} {target}\n"</c> as UTF-8 text. <c>x-echo-delay-ms: N</c> (0..60000) waits N ms first, honouring
 /// cancellation and the deadline; <c>x-echo-status: N</c> (200..599) replaces the status 200. Header values out of
 /// range or not numbers are ignored. <c>x-echo-stream-count: N</c> (with <c>x-echo-stream-interval-ms</c> and
-/// <c>x-echo-stream-chunk-bytes</c>) streams N chunks; <c>x-echo-stream: 1</c> streams the body back.
+/// <c>x-echo-stream-chunk-bytes</c>) streams N chunks (also as query parameters of the same names); <c>x-echo-stream: 1</c> streams the body back.
 /// </summary>
 public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
 {
@@ -53,15 +53,15 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
     /// </summary>
     private BackendResponse? Streamed(BackendRequest request, int status)
     {
-        var count = ReadInt(request, "x-echo-stream-count", 1, 1_000_000);
-        var echo = request.GetHeader("x-echo-stream") == "1";
+        var count = ReadStreamInt(request, "x-echo-stream-count", 1, 1_000_000);
+        var echo = Setting(request, "x-echo-stream") == "1";
         if (count is null && !echo)
         {
             return null;
         }
 
-        var interval = TimeSpan.FromMilliseconds(ReadInt(request, "x-echo-stream-interval-ms", 0, 60_000) ?? 0);
-        var chunkBytes = ReadInt(request, "x-echo-stream-chunk-bytes", 1, 1 << 20);
+        var interval = TimeSpan.FromMilliseconds(ReadStreamInt(request, "x-echo-stream-interval-ms", 0, 60_000) ?? 0);
+        var chunkBytes = ReadStreamInt(request, "x-echo-stream-chunk-bytes", 1, 1 << 20);
         if (count is null)
         {
             var body = request.Body;
@@ -100,6 +100,15 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
             events ? "text/event-stream" : "text/plain; charset=utf-8",
             status);
     }
+
+    /// <summary>A stream setting: the header, else a query parameter of the same name (a browser's EventSource cannot set headers).</summary>
+    private static string? Setting(BackendRequest request, string name) =>
+        request.GetHeader(name) ?? System.Web.HttpUtility.ParseQueryString(request.Query)[name];
+
+    private static int? ReadStreamInt(BackendRequest request, string name, int min, int max) =>
+        int.TryParse(Setting(request, name), NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : null;
 
     private static byte[] Chunk(int i, bool events, int? bytes)
     {

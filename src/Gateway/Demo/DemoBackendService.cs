@@ -100,15 +100,15 @@ internal sealed class DemoEchoHandler(TimeProvider timeProvider)
     /// </summary>
     private BackendResponse? Streamed(BackendRequest request, int status)
     {
-        var count = ReadInt(request, "x-echo-stream-count", 1, 1_000_000);
-        var echo = request.GetHeader("x-echo-stream") == "1";
+        var count = ReadStreamInt(request, "x-echo-stream-count", 1, 1_000_000);
+        var echo = Setting(request, "x-echo-stream") == "1";
         if (count is null && !echo)
         {
             return null;
         }
 
-        var interval = TimeSpan.FromMilliseconds(ReadInt(request, "x-echo-stream-interval-ms", 0, 60_000) ?? 0);
-        var chunkBytes = ReadInt(request, "x-echo-stream-chunk-bytes", 1, 1 << 20);
+        var interval = TimeSpan.FromMilliseconds(ReadStreamInt(request, "x-echo-stream-interval-ms", 0, 60_000) ?? 0);
+        var chunkBytes = ReadStreamInt(request, "x-echo-stream-chunk-bytes", 1, 1 << 20);
         if (count is null)
         {
             var body = request.Body;
@@ -147,6 +147,15 @@ internal sealed class DemoEchoHandler(TimeProvider timeProvider)
             events ? "text/event-stream" : "text/plain; charset=utf-8",
             status);
     }
+
+    /// <summary>A stream setting: the header, else a query parameter of the same name (a browser's EventSource cannot set headers).</summary>
+    private static string? Setting(BackendRequest request, string name) =>
+        request.GetHeader(name) ?? System.Web.HttpUtility.ParseQueryString(request.Query)[name];
+
+    private static int? ReadStreamInt(BackendRequest request, string name, int min, int max) =>
+        int.TryParse(Setting(request, name), NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : null;
 
     private static byte[] Chunk(int i, bool events, int? bytes)
     {
