@@ -1,8 +1,11 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text;
 using Gateway.Ipc.Backend;
 using Gateway.Testing;
 using Gateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Gateway.Tests.Forwarding;
 
@@ -139,5 +142,64 @@ public class StreamingTests
         Assert.Equal(5, response.Content.Headers.ContentLength);
         Assert.NotEqual(true, response.Headers.TransferEncodingChunked);
         Assert.True(seen!.AcceptsStreamedReply);
+    }
+
+    [Fact]
+    public async Task StreamMetrics_RecordOutcomeChunksBytesAndTimeToFirstChunk()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) => ValueTask.FromResult(BackendResponse.Stream(
+            async (body, ct) =>
+            {
+                foreach (var part in new[] { "ab", "cde", "f" })
+                {
+                    await body.WriteAsync(Encoding.ASCII.GetBytes(part), ct);
+                }
+
+                if (request.Path.EndsWith("/fail", StringComparison.Ordinal))
+                {
+                    throw new InvalidOperationException("boom");
+                }
+            })));
+        await using var factory = new GatewayFactory(dir, ForwardingTests.Route(backend.SocketPath)).StartKestrel();
+        var scope = factory.Services.GetRequiredService<IMeterFactory>();
+        var measurements = new ConcurrentQueue<(string Name, double Value, string? Outcome)>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Scope == scope && instrument.Name.StartsWith("gateway.stream.", StringComparison.Ordinal))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => measurements.Enqueue((instrument.Name, value, OutcomeOf(tags))));
+        listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => measurements.Enqueue((instrument.Name, value, OutcomeOf(tags))));
+        listener.Start();
+        using var client = factory.CreateGatewayClient();
+
+        Assert.Equal("abcdef", await client.GetStringAsync("/api/ok").WaitAsync(HangGuard));
+        await Assert.ThrowsAnyAsync<Exception>(() => client.GetStringAsync("/api/fail").WaitAsync(HangGuard));
+
+        await Eventually.UntilAsync(() => measurements.Count(m => m.Name == "gateway.stream.count") == 2, HangGuard, TimeSpan.FromMilliseconds(10));
+        Assert.Contains(("gateway.stream.count", 1d, "completed"), measurements);
+        Assert.Contains(("gateway.stream.count", 1d, "aborted"), measurements);
+        Assert.Contains(("gateway.stream.chunks", 3d, "completed"), measurements);
+        Assert.Contains(("gateway.stream.bytes", 6d, "completed"), measurements);
+        Assert.Equal(2, measurements.Count(m => m.Name == "gateway.stream.time_to_first_chunk" && m.Value >= 0));
+
+        static string? OutcomeOf(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "gateway.outcome")
+                {
+                    return (string?)tag.Value;
+                }
+            }
+
+            return null;
+        }
     }
 }
