@@ -182,12 +182,17 @@ public class StreamingTests
         Assert.Equal("abcdef", await client.GetStringAsync("/api/ok").WaitAsync(HangGuard));
         await Assert.ThrowsAnyAsync<Exception>(() => client.GetStringAsync("/api/fail").WaitAsync(HangGuard));
 
-        await Eventually.UntilAsync(() => measurements.Count(m => m.Name == "gateway.stream.count") == 2, HangGuard, TimeSpan.FromMilliseconds(10));
+        await Eventually.UntilAsync(() => measurements.Count(m => m.Name == "gateway.stream.count") >= 2, HangGuard, TimeSpan.FromMilliseconds(10));
+
+        // HttpClient may resend the failed GET on a new connection when the abort overtook the head (its own retry of a
+        // request that got no response bytes): each is a new stream to the gateway, each aborted.
+        var streams = measurements.Count(m => m.Name == "gateway.stream.count");
         Assert.Contains(("gateway.stream.count", 1d, "completed"), measurements);
         Assert.Contains(("gateway.stream.count", 1d, "aborted"), measurements);
         Assert.Contains(("gateway.stream.chunks", 3d, "completed"), measurements);
         Assert.Contains(("gateway.stream.bytes", 6d, "completed"), measurements);
-        Assert.Equal(2, measurements.Count(m => m.Name == "gateway.stream.time_to_first_chunk" && m.Value >= 0));
+        Assert.Equal(streams, measurements.Count(m => m.Name == "gateway.stream.time_to_first_chunk" && m.Value >= 0));
+        Assert.Equal(1, measurements.Count(m => m.Name == "gateway.stream.count" && m.Outcome == "completed"));
 
         static string? OutcomeOf(ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
