@@ -8,7 +8,8 @@ namespace EchoBackend;
 /// request's content type (or <c>application/octet-stream</c>); an empty body yields
 /// <c>"{METHOD} {target}\n"</c> as UTF-8 text. <c>x-echo-delay-ms: N</c> (0..60000) waits N ms first, honouring
 /// cancellation and the deadline; <c>x-echo-status: N</c> (200..599) replaces the status 200. Header values out of
-/// range or not numbers are ignored.
+/// range or not numbers are ignored. <c>x-echo-stream-count: N</c> (with <c>x-echo-stream-interval-ms</c> and
+/// <c>x-echo-stream-chunk-bytes</c>) streams N chunks (also as query parameters of the same names); <c>x-echo-stream: 1</c> streams the body back.
 /// </summary>
 public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
 {
@@ -31,12 +32,104 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
             return BackendResponse.Bytes(ReadOnlyMemory<byte>.Empty, "application/octet-stream", status);
         }
 
+        if (Streamed(request, status) is { } streamed)
+        {
+            return streamed;
+        }
+
         if (!request.Body.IsEmpty)
         {
             return BackendResponse.Bytes(request.Body, request.GetHeader("content-type") ?? "application/octet-stream", status);
         }
 
         return BackendResponse.Text($"{request.Method} {request.Target}\n", status);
+    }
+
+    /// <summary>
+    /// Streaming on request (docs/protocol.md §4.5): <c>x-echo-stream-count: N</c> answers N chunks
+    /// (<c>chunk {i}</c> lines, padded to <c>x-echo-stream-chunk-bytes</c> bytes when given; server-sent events
+    /// <c>data: chunk {i}</c> when the caller accepts <c>text/event-stream</c>), <c>x-echo-stream-interval-ms</c> apart;
+    /// <c>x-echo-stream: 1</c> with a body streams the body back in chunks. Null when neither header is present.
+    /// </summary>
+    private BackendResponse? Streamed(BackendRequest request, int status)
+    {
+        var count = ReadStreamInt(request, "x-echo-stream-count", 1, 1_000_000);
+        var echo = Setting(request, "x-echo-stream") == "1";
+        if (count is null && !echo)
+        {
+            return null;
+        }
+
+        var interval = TimeSpan.FromMilliseconds(ReadStreamInt(request, "x-echo-stream-interval-ms", 0, 60_000) ?? 0);
+        var chunkBytes = ReadStreamInt(request, "x-echo-stream-chunk-bytes", 1, 1 << 20);
+        if (count is null)
+        {
+            var body = request.Body;
+            var size = chunkBytes ?? 16 * 1024;
+            return BackendResponse.Stream(
+                async (stream, ct) =>
+                {
+                    for (var offset = 0; offset < body.Length; offset += size)
+                    {
+                        if (offset > 0 && interval > TimeSpan.Zero)
+                        {
+                            await Task.Delay(interval, timeProvider, ct);
+                        }
+
+                        await stream.WriteAsync(body.Slice(offset, Math.Min(size, body.Length - offset)), ct);
+                    }
+                },
+                request.GetHeader("content-type") ?? "application/octet-stream",
+                status);
+        }
+
+        var events = request.GetHeader("accept")?.Contains("text/event-stream", StringComparison.OrdinalIgnoreCase) == true;
+        return BackendResponse.Stream(
+            async (stream, ct) =>
+            {
+                for (var i = 1; i <= count; i++)
+                {
+                    if (i > 1 && interval > TimeSpan.Zero)
+                    {
+                        await Task.Delay(interval, timeProvider, ct);
+                    }
+
+                    await stream.WriteAsync(Chunk(i, events, chunkBytes), ct);
+                }
+            },
+            events ? "text/event-stream" : "text/plain; charset=utf-8",
+            status);
+    }
+
+    /// <summary>A stream setting: the header, else a query parameter of the same name (a browser's EventSource cannot set headers).</summary>
+    private static string? Setting(BackendRequest request, string name) =>
+        request.GetHeader(name) ?? System.Web.HttpUtility.ParseQueryString(request.Query)[name];
+
+    private static int? ReadStreamInt(BackendRequest request, string name, int min, int max) =>
+        int.TryParse(Setting(request, name), NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : null;
+
+    private static byte[] Chunk(int i, bool events, int? bytes)
+    {
+        if (events)
+        {
+            return System.Text.Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"data: chunk {i}\n\n"));
+        }
+
+        var line = string.Create(CultureInfo.InvariantCulture, $"chunk {i}");
+        if (bytes is not { } size)
+        {
+            return System.Text.Encoding.ASCII.GetBytes(line + "\n");
+        }
+
+        // Exactly size bytes: the line, dots, a newline (cut short when size is smaller than the line).
+        var chunk = new byte[size];
+        chunk.AsSpan().Fill((byte)'.');
+        var text = System.Text.Encoding.ASCII.GetBytes(line);
+        text.AsSpan(0, Math.Min(text.Length, size)).CopyTo(chunk);
+        chunk[^1] = (byte)'\n';
+        return chunk;
     }
 
     private static int? ReadInt(BackendRequest request, string header, int min, int max) =>

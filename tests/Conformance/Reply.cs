@@ -80,9 +80,10 @@ internal sealed class Reply
             reply.Problem = $"budget_ms is {header.BudgetMs} in a {header.Kind}; replies carry 0 (§3)";
         }
 
-        if (reply.Problem is null && raw.Length > 5 && raw[5] != 0)
+        if (reply.Problem is null && raw.Length > 5 && raw[5] != 0 && header.Kind != MessageKind.Pong)
         {
-            reply.Problem = "the reserved byte is not 0 (§3)";
+            // A PONG's features byte is its announcement (§4.5.1); every other reply writes 0.
+            reply.Problem = $"the features byte is not 0 in a {header.Kind} (§3)";
         }
 
         return reply;

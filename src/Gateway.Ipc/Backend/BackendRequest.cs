@@ -58,6 +58,13 @@ public sealed class BackendRequest
     /// <summary>The client's socket address: a path, or <c>@name</c> for a Linux abstract name.</summary>
     public string SenderAddress { get; init; } = string.Empty;
 
+    /// <summary>
+    /// Whether the client accepts a streamed reply to this request (the REQUEST's <c>STREAM_REPLY</c> feature, docs/protocol.md
+    /// §4.5.1). A handler may return <see cref="BackendResponse.Stream(Func{Stream, CancellationToken, Task}, string, int, IReadOnlyList{KeyValuePair{string, string}}?)"/>
+    /// either way: without it the server collects the stream into one RESPONSE.
+    /// </summary>
+    public bool AcceptsStreamedReply { get; init; }
+
     /// <summary>Returns the value of the first header named <paramref name="name"/> (case-insensitive), or <see langword="null"/>.</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <see langword="null"/>.</returns>

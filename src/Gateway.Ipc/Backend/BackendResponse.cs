@@ -104,6 +104,15 @@ public sealed class BackendResponse
     /// <summary>The error's message when this is an error, else <see langword="null"/>.</summary>
     public string? ErrorMessage { get; }
 
+    /// <summary>
+    /// For a streamed response (<see cref="Stream(Func{Stream, CancellationToken, Task}, string, int, IReadOnlyList{KeyValuePair{string, string}}?)"/>): writes the body;
+    /// else <see langword="null"/>.
+    /// </summary>
+    public Func<Stream, CancellationToken, Task>? StreamBody { get; private init; }
+
+    /// <summary>Whether the body is streamed (<see cref="StreamBody"/>).</summary>
+    public bool IsStreamed => StreamBody is not null;
+
     /// <summary>Whether this is sent as an ERROR message.</summary>
     public bool IsError => ErrorCode.HasValue;
 
@@ -138,6 +147,57 @@ public sealed class BackendResponse
     {
         ArgumentNullException.ThrowIfNull(typeInfo);
         return new BackendResponse(status, [new("content-type", JsonContentType)], JsonSerializer.SerializeToUtf8Bytes(value, typeInfo));
+    }
+
+    /// <summary>
+    /// A streamed response (docs/protocol.md §4.5.2): the status and headers go out at once, then every write of
+    /// <paramref name="writeBody"/> to its <see cref="System.IO.Stream"/> goes out as it is made (one or more CHUNKs), then the END.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Writes wait while the client has granted no credit (flow control): a caller reading slowly slows the writer, and
+    /// the backend buffers nothing. The token fires when the client CANCELs (its caller went away) or the server shuts
+    /// down; then stop writing. An exception thrown by <paramref name="writeBody"/> after the head ends the stream with ERROR
+    /// <c>INTERNAL</c>: the HTTP caller sees an aborted response, never a complete-looking one.
+    /// </para>
+    /// <para>
+    /// When the request does not accept a streamed reply (<see cref="BackendRequest.AcceptsStreamedReply"/> false: an
+    /// older client), the server collects the body into one ordinary RESPONSE (limited to the maximum message size).
+    /// </para>
+    /// </remarks>
+    /// <param name="writeBody">Writes the body; flushes are not needed (each write is sent).</param>
+    /// <param name="contentType">The content type, e.g. <c>text/event-stream</c>.</param>
+    /// <param name="status">The status.</param>
+    /// <param name="headers">More header fields.</param>
+    /// <returns>The response.</returns>
+    public static BackendResponse Stream(Func<Stream, CancellationToken, Task> writeBody, string contentType = "application/octet-stream", int status = 200, IReadOnlyList<KeyValuePair<string, string>>? headers = null)
+    {
+        ArgumentNullException.ThrowIfNull(writeBody);
+        ArgumentException.ThrowIfNullOrEmpty(contentType);
+        return new BackendResponse(status, [new("content-type", contentType), .. headers ?? []]) { StreamBody = writeBody };
+    }
+
+    /// <summary>A streamed response whose chunks are the items of <paramref name="chunks"/> (see <see cref="Stream(Func{Stream, CancellationToken, Task}, string, int, IReadOnlyList{KeyValuePair{string, string}}?)"/>).</summary>
+    /// <param name="chunks">The body's pieces, each sent as it is yielded (empty ones are skipped).</param>
+    /// <param name="contentType">The content type.</param>
+    /// <param name="status">The status.</param>
+    /// <returns>The response.</returns>
+    public static BackendResponse Stream(IAsyncEnumerable<ReadOnlyMemory<byte>> chunks, string contentType = "application/octet-stream", int status = 200)
+    {
+        ArgumentNullException.ThrowIfNull(chunks);
+        return Stream(
+            async (stream, token) =>
+            {
+                await foreach (var chunk in chunks.WithCancellation(token).ConfigureAwait(false))
+                {
+                    if (!chunk.IsEmpty)
+                    {
+                        await stream.WriteAsync(chunk, token).ConfigureAwait(false);
+                    }
+                }
+            },
+            contentType,
+            status);
     }
 
     /// <summary>An ERROR message instead of a response (see docs/protocol.md section 4.3).</summary>

@@ -72,6 +72,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private readonly CancellationTokenSource _receiveStop = new();
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<RequestKey, ReplyStreamWriter> _streams = new();
 
     /// <summary>How often idle state is swept: expired replay-cache entries and timed-out partial messages.</summary>
     private static readonly TimeSpan MaintenancePeriod = TimeSpan.FromSeconds(1);
@@ -128,6 +129,9 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// dispatch until the reply is encoded (sending it no longer counts).
     /// </summary>
     public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>The number of streamed replies being sent (head sent, END or ERROR not yet).</summary>
+    public int OpenStreamCount => _streams.Count;
 
     /// <summary>The number of completed replies held in the replay cache (expired ones are dropped first).</summary>
     public int ReplayCacheCount => _cache.Count(_timeProvider.GetUtcNow());
@@ -363,7 +367,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                     return;
                 }
 
-                control.WriteControl(MessageKind.Pong, header.CorrelationId, header.Attempt);
+                control.WriteControl(MessageKind.Pong, header.CorrelationId, header.Attempt, StreamFeatures.StreamReply);
                 TrySendNow(control.WrittenSpan, address, header.CorrelationId);
                 return;
 
@@ -385,6 +389,34 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
             case MessageKind.Request:
                 ProcessRequest(header, datagram, address, control, replay);
+                return;
+
+            case MessageKind.Credit when address.Size > 2:
+                uint credit;
+                try
+                {
+                    credit = StreamFrames.ReadCredit(datagram[ProtocolConstants.HeaderSize..]);
+                }
+                catch (ProtocolException ex)
+                {
+                    Interlocked.Increment(ref Statistics._droppedMalformed);
+                    var creditDropLevel = DropLevel();
+                    if (_logger.IsEnabled(creditDropLevel))
+                    {
+                        var senderText = FormatAddress(address);
+                        Log.DroppedMalformed(_logger, creditDropLevel, datagram.Length, senderText, ex.Reason, ex.Message);
+                    }
+
+                    return;
+                }
+
+                Interlocked.Increment(ref Statistics._credits);
+                if (!_streams.IsEmpty && _streams.TryGetValue(new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId), out var stream))
+                {
+                    stream.AddCredit(credit);
+                }
+
+                // Else late (the stream ended or was cancelled): dropped.
                 return;
 
             default:
@@ -563,6 +595,10 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             try
             {
                 response = await _handler(request, token).ConfigureAwait(false);
+                if (response.IsStreamed && !request.AcceptsStreamedReply)
+                {
+                    response = await CollectStreamAsync(response, token).ConfigureAwait(false);
+                }
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
             {
@@ -591,6 +627,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             }
 
             IpcDiagnostics.SetServerResponse(activity, response);
+            if (response.IsStreamed)
+            {
+                await StreamReplyAsync(entry, request, response).ConfigureAwait(false);
+                return;
+            }
+
             var reply = Encode(request, response);
             if (cacheable)
             {
@@ -624,6 +666,121 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                 _drained.TrySetResult();
             }
         }
+    }
+
+    /// <summary>
+    /// Sends a streamed reply (docs/protocol.md §4.5.2): RESPONSE_HEAD, then the handler's writes as CHUNKs within the
+    /// client's credit, then END; ERROR if the handler fails after the head; nothing more after a CANCEL. The request's
+    /// deadline covers the head only. The concurrency slot is held until the stream ends. The replay cache keeps an ERROR
+    /// for the key: a retry is never executed again, and a streamed reply is never replayed.
+    /// </summary>
+    private async Task StreamReplyAsync(ReplayCache.Entry entry, BackendRequest request, BackendResponse response)
+    {
+        var token = entry.Cancellation.Token;
+        var destination = entry.Key.Address;
+        var cid = request.CorrelationId;
+        byte[] head;
+        using (var writer = new FrameWriter(512))
+        {
+            try
+            {
+                writer.BeginResponseHead(cid, request.Attempt, response.Status);
+                foreach (var (name, value) in response.Headers)
+                {
+                    writer.AddHeader(name, value);
+                }
+
+                writer.Complete();
+                if (writer.PayloadLength > ProtocolConstants.MaxUnfragmentedPayload)
+                {
+                    throw new ArgumentException("The head of a streamed reply must fit one datagram.");
+                }
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+            {
+                Interlocked.Increment(ref Statistics._handlerFailures);
+                Log.InvalidResponse(_logger, ex, cid);
+                writer.WriteError(cid, request.Attempt, IpcErrorCode.Internal, "The backend's handler returned an invalid response.");
+            }
+
+            head = writer.WrittenMemory.ToArray();
+        }
+
+        if (head[3] == (byte)MessageKind.Error || token.IsCancellationRequested)
+        {
+            var error = token.IsCancellationRequested
+                ? ErrorFrame(cid, request.Attempt, IpcErrorCode.DeadlineExceeded, "The request's deadline passed before the stream started.")
+                : head;
+            _cache.Complete(entry, error, _timeProvider.GetUtcNow());
+            await SendReplyAsync(error, destination, cid).ConfigureAwait(false);
+            return;
+        }
+
+        // The deadline was for the head: once it is sent the stream lasts while the client grants credit.
+        entry.Cancellation.CancelAfter(Timeout.InfiniteTimeSpan);
+        var stream = new ReplyStreamWriter(frame => SendReplyAsync(frame, destination, cid).AsTask(), cid, request.Attempt);
+        _streams[entry.Key] = stream;
+        Interlocked.Increment(ref Statistics._streamsStarted);
+        byte[]? last = null;
+        try
+        {
+            await SendReplyAsync(head, destination, cid).ConfigureAwait(false);
+            try
+            {
+                await response.StreamBody!(stream, token).ConfigureAwait(false);
+                last = ErrorFrame(cid, request.Attempt, 0, null);
+                StreamFrames.WriteControl(last, MessageKind.End, cid, request.Attempt, stream.ChunkCount);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                if (entry.Reason == CancelReason.ClientCancel)
+                {
+                    Interlocked.Increment(ref Statistics._streamsCancelled);
+                    Log.CancelledByClient(_logger, cid);
+                }
+                else
+                {
+                    last = ErrorFrame(cid, request.Attempt, IpcErrorCode.Overloaded, "The backend is shutting down.");
+                }
+            }
+            catch (Exception ex)
+            {
+                Interlocked.Increment(ref Statistics._handlerFailures);
+                Log.HandlerFailed(_logger, ex, cid, request.Method, request.Target);
+                last = ErrorFrame(cid, request.Attempt, IpcErrorCode.Internal, "The backend's handler failed mid-stream.");
+            }
+
+            if (last is not null)
+            {
+                await SendReplyAsync(last, destination, cid).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _streams.TryRemove(new KeyValuePair<RequestKey, ReplyStreamWriter>(entry.Key, stream));
+            _cache.Complete(entry, ErrorFrame(cid, request.Attempt, IpcErrorCode.Internal, "A streamed reply cannot be replayed."), _timeProvider.GetUtcNow());
+        }
+    }
+
+    /// <summary>An encoded ERROR, or (with a null message) a 28-byte buffer for an END.</summary>
+    private static byte[] ErrorFrame(ulong correlationId, ushort attempt, IpcErrorCode code, string? message)
+    {
+        if (message is null)
+        {
+            return new byte[StreamFrames.ControlSize];
+        }
+
+        using var writer = new FrameWriter(64 + message.Length);
+        writer.WriteError(correlationId, attempt, code, message);
+        return writer.WrittenMemory.ToArray();
+    }
+
+    /// <summary>A streamed response for a client that does not accept streams: the body collected into one RESPONSE.</summary>
+    private async Task<BackendResponse> CollectStreamAsync(BackendResponse response, CancellationToken token)
+    {
+        using var buffer = new BoundedMemoryStream(_maxMessageBytes);
+        await response.StreamBody!(buffer, token).ConfigureAwait(false);
+        return new BackendResponse(response.Status, response.Headers, buffer.ToArray());
     }
 
     /// <summary>Encodes the reply; an invalid or oversized response becomes an ERROR.</summary>
@@ -777,6 +934,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
         return new BackendRequest(view.GetMethod(), view.GetTarget(), headers, view.Body.ToArray())
         {
+            AcceptsStreamedReply = (header.Features & StreamFeatures.StreamReply) != 0,
             CorrelationId = header.CorrelationId,
             Attempt = header.Attempt,
             Deadline = header.BudgetMs > 0 ? receivedAt + TimeSpan.FromMilliseconds(header.BudgetMs) : null,
@@ -823,6 +981,35 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>A memory stream that refuses to grow beyond a limit (a stream collected into one RESPONSE).</summary>
+    private sealed class BoundedMemoryStream(int limit) : MemoryStream
+    {
+        public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer.ToArray(), 0, buffer.Length);
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            if (Length + count > limit)
+            {
+                throw new InvalidOperationException($"The streamed body exceeds {limit} bytes, the most one RESPONSE carries; the client does not accept streamed replies.");
+            }
+
+            // MemoryStream's own write (its span overload would come back here).
+            base.Write(buffer, offset, count);
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Write(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        {
+            Write(buffer, offset, count);
+            return Task.CompletedTask;
+        }
+    }
 
     /// <summary>Runs one handler execution on the thread pool.</summary>
     private sealed class Execution(DatagramBackendServer server, ReplayCache.Entry entry, BackendRequest request) : IThreadPoolWorkItem

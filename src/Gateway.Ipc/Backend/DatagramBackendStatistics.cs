@@ -3,11 +3,11 @@ namespace Gateway.Ipc.Backend;
 /// <summary>Counters of a <see cref="DatagramBackendServer"/>; every read is an atomic snapshot of one counter.</summary>
 /// <remarks>
 /// Every received datagram ends in exactly one of <see cref="DroppedOversized"/>, <see cref="DroppedMalformed"/>,
-/// <see cref="Pings"/>, <see cref="Cancels"/>, <see cref="RequestsTooLarge"/>, <see cref="FragmentsReceived"/>,
+/// <see cref="Pings"/>, <see cref="Cancels"/>, <see cref="Credits"/>, <see cref="RequestsTooLarge"/>, <see cref="FragmentsReceived"/>,
 /// <see cref="DuplicatesInFlight"/>, <see cref="Replayed"/>, <see cref="Overloaded"/>, <see cref="MalformedErrorsSent"/>,
 /// <see cref="Dispatched"/> or <see cref="ProcessingFailures"/>; a fragmented request that reassembly completes is
 /// counted once more, by its outcome. Once the loop has handled every datagram:
-/// <c>Received + RequestsReassembled == DroppedOversized + DroppedMalformed + Pings + Cancels + RequestsTooLarge + FragmentsReceived + DuplicatesInFlight + Replayed + Overloaded + MalformedErrorsSent + Dispatched + ProcessingFailures</c>,
+/// <c>Received + RequestsReassembled == DroppedOversized + DroppedMalformed + Pings + Cancels + Credits + RequestsTooLarge + FragmentsReceived + DuplicatesInFlight + Replayed + Overloaded + MalformedErrorsSent + Dispatched + ProcessingFailures</c>,
 /// and once every dispatched request has started or been dropped: <c>Dispatched == Executed + DroppedExpired</c>.
 /// </remarks>
 public sealed class DatagramBackendStatistics
@@ -23,6 +23,9 @@ public sealed class DatagramBackendStatistics
     internal long _overloaded;
     internal long _pings;
     internal long _cancels;
+    internal long _credits;
+    internal long _streamsStarted;
+    internal long _streamsCancelled;
     internal long _replyFailures;
     internal long _tooLarge;
     internal long _handlerFailures;
@@ -65,6 +68,15 @@ public sealed class DatagramBackendStatistics
 
     /// <summary>CANCEL messages received.</summary>
     public long Cancels => Interlocked.Read(ref _cancels);
+
+    /// <summary>Well-formed CREDIT messages received (for open or already ended streams).</summary>
+    public long Credits => Interlocked.Read(ref _credits);
+
+    /// <summary>Streamed replies started (RESPONSE_HEAD sent).</summary>
+    public long StreamsStarted => Interlocked.Read(ref _streamsStarted);
+
+    /// <summary>Streamed replies stopped by the client's CANCEL.</summary>
+    public long StreamsCancelled => Interlocked.Read(ref _streamsCancelled);
 
     /// <summary>Replies that could not be sent (client gone, or its queue stayed full past the send timeout).</summary>
     public long ReplyFailures => Interlocked.Read(ref _replyFailures);

@@ -57,6 +57,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     private readonly SocketAddress _backendAddress;
     private readonly byte[] _backendAddressBytes;
     private readonly ConcurrentDictionary<ulong, PendingRequest> _pending = new();
+    private readonly ConcurrentDictionary<ulong, ReplyStream> _streams = new();
     private readonly Reassembler _reassembler;
     private readonly string? _replyPath;
     private readonly UnixSocketFile.FileIdentity? _replyFile;
@@ -88,6 +89,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             ReassemblyTimeout = options.ReassemblyTimeout,
             ExpectedReplyUid = options.ExpectedReplyUid,
             Tap = options.Tap,
+            StreamWindowBytes = options.StreamWindowBytes,
         };
         _tap = options.Tap;
         _timeProvider = timeProvider ?? TimeProvider.System;
@@ -149,6 +151,9 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     /// <summary>The number of entries in the pending table (requests and pings awaiting a reply).</summary>
     public int PendingCount => _pending.Count;
 
+    /// <summary>The number of streamed replies open (head received, neither ended nor disposed).</summary>
+    public int OpenStreamCount => _streams.Count;
+
     /// <summary>The client's counters.</summary>
     public DatagramClientStatistics Statistics { get; }
 
@@ -208,7 +213,50 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return Task.FromCanceled<DatagramReply>(cancellationToken);
         }
 
-        return SendCoreAsync(frame, header.CorrelationId, isPing: false, timeout, cancellationToken);
+        return SendCoreAsync(frame, header.CorrelationId, isPing: false, timeout, cancellationToken, (header.Features & StreamFeatures.StreamReply) != 0);
+    }
+
+    /// <summary>Sends a stream's END or CREDIT; never throws. A CREDIT that finds the backend's queue full waits in the send queue (a lost CREDIT would stall the stream).</summary>
+    internal void SendStreamControl(MessageKind kind, ulong correlationId, ushort attempt, uint value)
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        var frame = new byte[StreamFrames.ControlSize];
+        StreamFrames.WriteControl(frame, kind, correlationId, attempt, value);
+        try
+        {
+            if (_sendQueue.TrySendNow(frame))
+            {
+                return;
+            }
+
+            _ = QueueControlAsync(frame);
+        }
+        catch (DatagramSendException ex)
+        {
+            Log.CancelNotSent(_logger, correlationId, BackendPath, ex.SocketError);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Forgets a stream (its reader disposed it).</summary>
+    internal void RemoveStream(ReplyStream stream) => _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+
+    private async Task QueueControlAsync(byte[] frame)
+    {
+        try
+        {
+            await _sendQueue.EnqueueAsync(frame, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is DatagramSendException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The backend makes no progress or the client closed: the stream fails on its own.
+        }
     }
 
     /// <summary>Sends a best-effort CANCEL for <paramref name="correlationId"/>. Never blocks (dropped when the backend's queue is full) and never throws.</summary>
@@ -284,6 +332,11 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             entry.Value.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
         }
 
+        foreach (var stream in _streams)
+        {
+            stream.Value.Fail(new DatagramException(DatagramFailure.Closed, BackendPath));
+        }
+
         if (_replyPath is not null)
         {
             if (_replyFile is { } identity && UnixSocketFile.DeleteIfSame(_replyPath, identity))
@@ -338,9 +391,9 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     /// A held request keeps one state machine less (bench/README.md). A queued send is awaited first, because the
     /// queue may still read the frame until the request is withdrawn from it.
     /// </summary>
-    private Task<DatagramReply> SendCoreAsync(ReadOnlyMemory<byte> frame, ulong correlationId, bool isPing, TimeSpan timeout, CancellationToken cancellationToken)
+    private Task<DatagramReply> SendCoreAsync(ReadOnlyMemory<byte> frame, ulong correlationId, bool isPing, TimeSpan timeout, CancellationToken cancellationToken, bool acceptsStream = false)
     {
-        var entry = new PendingRequest(this, correlationId, isPing);
+        var entry = new PendingRequest(this, correlationId, isPing) { AcceptsStream = acceptsStream };
         if (!_pending.TryAdd(correlationId, entry))
         {
             return Task.FromException<DatagramReply>(new InvalidOperationException($"A request with correlation ID {correlationId} is already pending."));
@@ -571,9 +624,23 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return;
         }
 
-        if (header.Kind is not (MessageKind.Response or MessageKind.Error or MessageKind.Pong))
+        if (header.Kind is not (MessageKind.Response or MessageKind.Error or MessageKind.Pong or MessageKind.ResponseHead or MessageKind.Chunk or MessageKind.End))
         {
             OnMalformed(ProtocolViolation.UnknownKind, $"A client does not accept {header.Kind} messages.");
+            return;
+        }
+
+        if (header.Kind is MessageKind.Chunk or MessageKind.End or MessageKind.Error or MessageKind.ResponseHead
+            && !_streams.IsEmpty && _streams.TryGetValue(header.CorrelationId, out var stream))
+        {
+            OnStreamMessage(stream, header, datagram[ProtocolConstants.HeaderSize..]);
+            return;
+        }
+
+        if (header.Kind is MessageKind.Chunk or MessageKind.End)
+        {
+            // A stream that ended, was aborted or disposed: late.
+            Interlocked.Increment(ref Statistics._lateReplies);
             return;
         }
 
@@ -616,13 +683,66 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         }
     }
 
+    private void OnStreamMessage(ReplyStream stream, FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        string? violation;
+        try
+        {
+            switch (header.Kind)
+            {
+                case MessageKind.Chunk:
+                    var data = StreamFrames.ReadChunk(payload, out var sequence);
+                    violation = stream.OnChunk(sequence, data);
+                    break;
+                case MessageKind.End:
+                    violation = stream.OnEnd(StreamFrames.ReadEnd(payload));
+                    if (violation is null)
+                    {
+                        _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+                    }
+
+                    break;
+                case MessageKind.Error:
+                    var error = ErrorView.Read(payload);
+                    _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+                    stream.Fail(new DatagramException(
+                        DatagramFailure.StreamAborted, BackendPath, $"The backend '{BackendPath}' aborted its streamed reply with ERROR {error.Code}: {error.GetMessage()}"));
+                    return;
+                default:
+                    violation = "a second head for an open stream";
+                    break;
+            }
+        }
+        catch (ProtocolException ex)
+        {
+            violation = ex.Message;
+        }
+
+        if (violation is not null)
+        {
+            OnMalformed(ProtocolViolation.BadField, violation);
+            _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+            if (stream.Fail(new DatagramException(DatagramFailure.StreamAborted, BackendPath, $"The backend '{BackendPath}' broke its streamed reply: {violation}.")))
+            {
+                SendCancel(stream.CorrelationId);
+            }
+        }
+    }
+
     private void Deliver(FrameHeader header, ReadOnlySpan<byte> payload, ReassembledMessage? message)
     {
         if (!_pending.TryGetValue(header.CorrelationId, out var entry))
         {
             message?.Dispose();
             Interlocked.Increment(ref Statistics._lateReplies);
+            // A late RESPONSE_HEAD gets no CANCEL here: the request's failure (timeout, caller gone) already sent one.
             Log.LateReply(_logger, header.CorrelationId, header.Kind, BackendPath);
+            return;
+        }
+
+        if (header.Kind == MessageKind.ResponseHead)
+        {
+            DeliverHead(entry, header, payload);
             return;
         }
 
@@ -680,6 +800,49 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         }
     }
 
+    private void DeliverHead(PendingRequest entry, FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        string? problem = entry.AcceptsStream ? null : "a RESPONSE_HEAD to a request that did not accept a streamed reply";
+        if (problem is null)
+        {
+            try
+            {
+                _ = ResponseView.ReadHead(payload);
+            }
+            catch (ProtocolException ex)
+            {
+                problem = ex.Message;
+            }
+        }
+
+        if (problem is not null)
+        {
+            OnMalformed(ProtocolViolation.BadField, problem);
+            if (entry.Fail(new DatagramException(DatagramFailure.MalformedReply, BackendPath, $"The backend '{BackendPath}' sent a malformed RESPONSE_HEAD: {problem}")))
+            {
+                SendCancel(header.CorrelationId);
+            }
+
+            return;
+        }
+
+        // Registered before the entry completes: this loop delivers the stream's chunks, and none arrives before the
+        // credit below is sent.
+        var stream = new ReplyStream(this, header.CorrelationId, header.Attempt, _options.StreamWindowBytes);
+        _streams[header.CorrelationId] = stream;
+        var reply = DatagramReply.Streamed(header, payload, stream);
+        if (entry.Complete(reply))
+        {
+            Interlocked.Increment(ref Statistics._repliesReceived);
+            SendStreamControl(MessageKind.Credit, header.CorrelationId, header.Attempt, (uint)_options.StreamWindowBytes);
+        }
+        else
+        {
+            reply.Dispose();
+            Interlocked.Increment(ref Statistics._lateReplies);
+        }
+    }
+
     private void OnMalformed(ProtocolViolation violation, string detail)
     {
         Interlocked.Increment(ref Statistics._malformedDatagrams);
@@ -729,6 +892,8 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         public ulong CorrelationId { get; }
 
         public bool IsPing { get; }
+
+        public bool AcceptsStream { get; init; }
 
         public void Start(TimeSpan timeout, CancellationToken cancellationToken)
         {

@@ -68,8 +68,20 @@ public sealed class DatagramClientOptions
     /// <value>The default value is 10 seconds.</value>
     public TimeSpan ReassemblyTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The flow-control window of a streamed reply (docs/protocol.md §4.5.5): the most body bytes the client lets one
+    /// stream's backend send ahead of its reader, and so the most one open stream holds in memory.
+    /// </summary>
+    /// <value>The default value is 256 KiB.</value>
+    public int StreamWindowBytes { get; set; } = 256 * 1024;
+
     internal void Validate()
     {
+        if (StreamWindowBytes <= 0)
+        {
+            throw new ArgumentOutOfRangeException("options", StreamWindowBytes, "DatagramClientOptions.StreamWindowBytes must be positive.");
+        }
+
         if (string.IsNullOrEmpty(BackendPath))
         {
             throw new ArgumentException("DatagramClientOptions.BackendPath is required.", "options");

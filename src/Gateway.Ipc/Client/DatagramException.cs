@@ -30,6 +30,7 @@ public sealed class DatagramException : Exception
         DatagramFailure.TooLarge => $"The message exchanged with backend '{backendPath}' is larger than allowed.",
         DatagramFailure.MalformedReply => $"The backend '{backendPath}' sent a malformed reply.",
         DatagramFailure.Closed => $"The client for backend '{backendPath}' was disposed.",
+        DatagramFailure.StreamAborted => $"The backend '{backendPath}' aborted its streamed reply.",
         _ => $"The request to backend '{backendPath}' failed ({failure}).",
     };
 }

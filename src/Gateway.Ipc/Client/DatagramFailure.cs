@@ -21,6 +21,12 @@ public enum DatagramFailure
     /// <summary>The backend's reply broke a rule of the protocol (e.g. a RESPONSE payload that does not decode).</summary>
     MalformedReply,
 
-    /// <summary>The client was disposed while the request was pending.</summary>
+    /// <summary>The client was disposed while the request was pending (or its reply stream open).</summary>
     Closed,
+
+    /// <summary>
+    /// A streamed reply ended without its END: the backend sent ERROR mid-stream, or broke the stream's rules (sequence,
+    /// credit, chunk count). The status and headers were already delivered.
+    /// </summary>
+    StreamAborted,
 }

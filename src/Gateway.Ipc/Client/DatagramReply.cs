@@ -23,7 +23,16 @@ public sealed class DatagramReply : IDisposable
         _length = length;
     }
 
-    /// <summary><see cref="MessageKind.Response"/> or <see cref="MessageKind.Error"/>.</summary>
+    /// <summary>
+    /// The body of a streamed reply (<see cref="Kind"/> is <see cref="MessageKind.ResponseHead"/>; then <see cref="Response"/>
+    /// is the head, without body), else <see langword="null"/>. Disposing the reply disposes it.
+    /// </summary>
+    public ReplyStream? Stream { get; private init; }
+
+    /// <summary>Whether this is the head of a streamed reply (see <see cref="Stream"/>).</summary>
+    public bool IsStreamed => Stream is not null;
+
+    /// <summary><see cref="MessageKind.Response"/>, <see cref="MessageKind.ResponseHead"/> (a streamed reply) or <see cref="MessageKind.Error"/>.</summary>
     public MessageKind Kind => _header.Kind;
 
     /// <summary>The header's flags, e.g. <see cref="MessageFlags.Replay"/> (never <see cref="MessageFlags.Fragment"/>).</summary>
@@ -51,9 +60,9 @@ public sealed class DatagramReply : IDisposable
         }
     }
 
-    /// <summary>The decoded RESPONSE.</summary>
-    /// <exception cref="InvalidOperationException"><see cref="Kind"/> is not <see cref="MessageKind.Response"/>.</exception>
-    public ResponseView Response => Kind == MessageKind.Response
+    /// <summary>The decoded RESPONSE (or the RESPONSE_HEAD of a streamed reply: no body).</summary>
+    /// <exception cref="InvalidOperationException"><see cref="Kind"/> is not <see cref="MessageKind.Response"/> or <see cref="MessageKind.ResponseHead"/>.</exception>
+    public ResponseView Response => Kind is MessageKind.Response or MessageKind.ResponseHead
         ? ResponseView.Read(Payload.Span)
         : throw new InvalidOperationException($"The reply is a {Kind}, not a Response.");
 
@@ -80,6 +89,15 @@ public sealed class DatagramReply : IDisposable
 
         _owner?.Dispose();
         _owner = null;
+        Stream?.Dispose();
+    }
+
+    /// <summary>The head of a streamed reply, copied from the receive buffer, with its stream.</summary>
+    internal static DatagramReply Streamed(FrameHeader header, ReadOnlySpan<byte> payload, ReplyStream stream)
+    {
+        var rented = ArrayPool<byte>.Shared.Rent(Math.Max(payload.Length, 1));
+        payload.CopyTo(rented);
+        return new DatagramReply(header, rented, null, payload.Length) { Stream = stream };
     }
 
     /// <summary>A reply whose payload is copied from the receive buffer into a pooled buffer.</summary>

@@ -10,7 +10,7 @@ namespace Gateway.Ipc.Protocol;
 ///      2    1 version (1)
 ///      3    1 kind
 ///      4    1 flags (bit 0 FRAGMENT, bit 1 REPLAY)
-///      5    1 reserved (0)
+///      5    1 features (PING, PONG, REQUEST, REQUEST_HEAD; else 0)
 ///      6    2 attempt
 ///      8    8 correlation_id (never 0)
 ///     16    4 budget_ms (0 = no deadline)
@@ -32,6 +32,9 @@ public readonly record struct FrameHeader(
     uint BudgetMs,
     uint PayloadLength)
 {
+    /// <summary>The <c>features</c> byte: meaningful in PING, PONG, REQUEST and REQUEST_HEAD (ignored, and written as 0 by this library, in other kinds).</summary>
+    public StreamFeatures Features { get; init; }
+
     /// <summary>Whether the datagram is a fragment.</summary>
     public bool IsFragment => (Flags & MessageFlags.Fragment) != 0;
 
@@ -49,7 +52,7 @@ public readonly record struct FrameHeader(
         destination[2] = ProtocolConstants.Version;
         destination[3] = (byte)Kind;
         destination[4] = (byte)Flags;
-        destination[5] = 0;
+        destination[5] = (byte)Features;
         BinaryPrimitives.WriteUInt16BigEndian(destination[6..], Attempt);
         BinaryPrimitives.WriteUInt64BigEndian(destination[8..], CorrelationId);
         BinaryPrimitives.WriteUInt32BigEndian(destination[16..], BudgetMs);
@@ -83,7 +86,7 @@ public readonly record struct FrameHeader(
         }
 
         var kind = (MessageKind)source[3];
-        if (kind is < MessageKind.Request or > MessageKind.Cancel)
+        if (kind is < MessageKind.Request or > MessageKind.Credit)
         {
             ProtocolException.Throw(ProtocolViolation.UnknownKind, $"Message kind {source[3]} is not defined.");
         }
@@ -111,7 +114,10 @@ public readonly record struct FrameHeader(
             BinaryPrimitives.ReadUInt16BigEndian(source[6..]),
             correlationId,
             BinaryPrimitives.ReadUInt32BigEndian(source[16..]),
-            BinaryPrimitives.ReadUInt32BigEndian(source[20..]));
+            BinaryPrimitives.ReadUInt32BigEndian(source[20..]))
+        {
+            Features = (StreamFeatures)source[5],
+        };
         return true;
     }
 
@@ -139,6 +145,16 @@ public readonly record struct FrameHeader(
         if (header.Kind is MessageKind.Ping or MessageKind.Pong or MessageKind.Cancel && header.PayloadLength != 0)
         {
             ProtocolException.Throw(ProtocolViolation.BadLength, $"A {header.Kind} message has an empty payload, not {header.PayloadLength} bytes.");
+        }
+
+        if (header.Kind is MessageKind.End or MessageKind.Credit && header.PayloadLength != 4)
+        {
+            ProtocolException.Throw(ProtocolViolation.BadLength, $"A {header.Kind} message has a 4-byte payload, not {header.PayloadLength} bytes.");
+        }
+
+        if (header.Kind is MessageKind.Chunk && header.PayloadLength <= 4)
+        {
+            ProtocolException.Throw(ProtocolViolation.BadLength, "A CHUNK carries no data.");
         }
 
         if (!header.IsFragment)
@@ -186,6 +202,11 @@ public readonly record struct FrameHeader(
     /// <param name="frame">An encoded message (at least the header).</param>
     /// <param name="budgetMs">The new budget in milliseconds.</param>
     public static void PatchBudget(Span<byte> frame, uint budgetMs) => BinaryPrimitives.WriteUInt32BigEndian(frame[16..], budgetMs);
+
+    /// <summary>Sets the <c>features</c> byte of an encoded message in place.</summary>
+    /// <param name="frame">An encoded message (at least the header).</param>
+    /// <param name="features">The features.</param>
+    public static void PatchFeatures(Span<byte> frame, StreamFeatures features) => frame[5] = (byte)features;
 
     /// <summary>Sets flag bits of an encoded message in place.</summary>
     /// <param name="frame">An encoded message (at least the header).</param>

@@ -109,6 +109,80 @@ public sealed class FrameWriter : IBufferWriter<byte>, IDisposable
         BeginHeaders();
     }
 
+    /// <summary>Starts a RESPONSE_HEAD (the head of a streamed reply): status and headers, no body.</summary>
+    /// <param name="correlationId">The request's correlation ID.</param>
+    /// <param name="attempt">The request's attempt.</param>
+    /// <param name="status">HTTP status, 200–599.</param>
+    public void BeginResponseHead(ulong correlationId, ushort attempt, int status)
+    {
+        BeginResponse(correlationId, attempt, status);
+        _kind = MessageKind.ResponseHead;
+        _buffer[3] = (byte)MessageKind.ResponseHead;
+    }
+
+    /// <summary>
+    /// Starts a REQUEST_HEAD (a request whose body follows as CHUNKs): as <see cref="BeginRequest"/>, but no body may
+    /// be written. Send it only to a backend that announced <see cref="StreamFeatures.StreamRequest"/>.
+    /// </summary>
+    /// <param name="correlationId">Non-zero correlation ID.</param>
+    /// <param name="attempt">Attempt number.</param>
+    /// <param name="budgetMs">Remaining budget in milliseconds (0 = none).</param>
+    /// <param name="method">HTTP method, 1–32 ASCII characters.</param>
+    /// <param name="target">Path and query, starting with '/'.</param>
+    /// <param name="traceParent">W3C traceparent (empty or 55 characters).</param>
+    /// <param name="traceState">W3C tracestate (empty or up to 512 characters).</param>
+    public void BeginRequestHead(ulong correlationId, ushort attempt, uint budgetMs, ReadOnlySpan<char> method, ReadOnlySpan<char> target, ReadOnlySpan<char> traceParent = default, ReadOnlySpan<char> traceState = default)
+    {
+        BeginRequest(correlationId, attempt, budgetMs, method, target, traceParent, traceState);
+        _kind = MessageKind.RequestHead;
+        _buffer[3] = (byte)MessageKind.RequestHead;
+    }
+
+    /// <summary>Sets the <c>features</c> byte of the message being written (PING, PONG, REQUEST, REQUEST_HEAD).</summary>
+    /// <param name="features">The features.</param>
+    public void SetFeatures(StreamFeatures features)
+    {
+        if (_written < ProtocolConstants.HeaderSize)
+        {
+            throw new InvalidOperationException("No message has been started.");
+        }
+
+        _buffer[5] = (byte)features;
+    }
+
+    /// <summary>Writes a whole CHUNK message of a stream.</summary>
+    /// <param name="correlationId">The stream's correlation ID.</param>
+    /// <param name="attempt">The request's attempt.</param>
+    /// <param name="sequence">0 for the stream's first chunk, then +1 per chunk.</param>
+    /// <param name="data">1 to <see cref="ProtocolConstants.MaxChunkData"/> bytes.</param>
+    public void WriteChunk(ulong correlationId, ushort attempt, uint sequence, ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty || data.Length > ProtocolConstants.MaxChunkData)
+        {
+            throw new ArgumentOutOfRangeException(nameof(data), data.Length, $"A chunk carries 1 to {ProtocolConstants.MaxChunkData} bytes.");
+        }
+
+        Begin(MessageKind.Chunk, correlationId, attempt, 0);
+        var span = GetSpan(4 + data.Length);
+        BinaryPrimitives.WriteUInt32BigEndian(span, sequence);
+        data.CopyTo(span[4..]);
+        Advance(4 + data.Length);
+        Complete();
+    }
+
+    /// <summary>Writes a whole END or CREDIT message.</summary>
+    /// <param name="kind"><see cref="MessageKind.End"/> or <see cref="MessageKind.Credit"/>.</param>
+    /// <param name="correlationId">The stream's correlation ID.</param>
+    /// <param name="attempt">The request's attempt.</param>
+    /// <param name="value">END: the number of chunks sent; CREDIT: the bytes granted (1 to <see cref="int.MaxValue"/>).</param>
+    public void WriteStreamControl(MessageKind kind, ulong correlationId, ushort attempt, uint value)
+    {
+        Begin(kind, correlationId, attempt, 0);
+        StreamFrames.WriteValue(kind, value, GetSpan(4));
+        Advance(4);
+        Complete();
+    }
+
     /// <summary>Writes a whole ERROR message.</summary>
     /// <param name="correlationId">The request's correlation ID.</param>
     /// <param name="attempt">The request's attempt.</param>
@@ -131,7 +205,14 @@ public sealed class FrameWriter : IBufferWriter<byte>, IDisposable
     /// <param name="kind">PING, PONG or CANCEL.</param>
     /// <param name="correlationId">Correlation ID.</param>
     /// <param name="attempt">Attempt.</param>
-    public void WriteControl(MessageKind kind, ulong correlationId, ushort attempt = 0)
+    public void WriteControl(MessageKind kind, ulong correlationId, ushort attempt = 0) => WriteControl(kind, correlationId, attempt, StreamFeatures.None);
+
+    /// <summary>Writes a whole PING, PONG or CANCEL message (empty payload) with a <c>features</c> byte (PING, PONG).</summary>
+    /// <param name="kind">PING, PONG or CANCEL.</param>
+    /// <param name="correlationId">Correlation ID.</param>
+    /// <param name="attempt">Attempt.</param>
+    /// <param name="features">The features announced (0 for CANCEL).</param>
+    public void WriteControl(MessageKind kind, ulong correlationId, ushort attempt, StreamFeatures features)
     {
         if (kind is not (MessageKind.Ping or MessageKind.Pong or MessageKind.Cancel))
         {
@@ -139,6 +220,7 @@ public sealed class FrameWriter : IBufferWriter<byte>, IDisposable
         }
 
         Begin(kind, correlationId, attempt, 0);
+        _buffer[5] = kind == MessageKind.Cancel ? (byte)0 : (byte)features;
         Complete();
     }
 

@@ -18,8 +18,37 @@ public enum MessageKind : byte
     /// <summary>Backend to client: answer to a ping.</summary>
     Pong = 5,
 
-    /// <summary>Client to backend: the client gave up on a request.</summary>
+    /// <summary>Client to backend: the client gave up on a request (and stops its stream, if any).</summary>
     Cancel = 6,
+
+    /// <summary>Backend to client: status and headers of a streamed reply; CHUNKs and an END (or an ERROR) follow.</summary>
+    ResponseHead = 7,
+
+    /// <summary>Client to backend: a request whose body follows as CHUNKs and an END.</summary>
+    RequestHead = 8,
+
+    /// <summary>Either direction: a piece of a streamed body (<c>u32</c> sequence, then data).</summary>
+    Chunk = 9,
+
+    /// <summary>Either direction: the end of a streamed body (<c>u32</c> chunk count).</summary>
+    End = 10,
+
+    /// <summary>Either direction, from a stream's receiver: more bytes the sender may send (<c>u32</c>).</summary>
+    Credit = 11,
+}
+
+/// <summary>The <c>features</c> byte of the header (byte 5): what a peer implements (PING, PONG) or allows for one request (REQUEST, REQUEST_HEAD).</summary>
+[Flags]
+public enum StreamFeatures : byte
+{
+    /// <summary>No feature (what a peer written before streams sends).</summary>
+    None = 0,
+
+    /// <summary>Streamed replies: RESPONSE_HEAD, CHUNK, END (in a REQUEST: this request accepts one).</summary>
+    StreamReply = 1,
+
+    /// <summary>Streamed request bodies: REQUEST_HEAD, CHUNK, END (announced in PING and PONG only).</summary>
+    StreamRequest = 2,
 }
 
 /// <summary>The <c>flags</c> field of the common header.</summary>

@@ -76,6 +76,21 @@ public readonly ref struct RequestView
         return new RequestView(method, target, traceParent, traceState, headers, body);
     }
 
+    /// <summary>Decodes a REQUEST_HEAD payload: a REQUEST payload whose body is empty (the body follows as CHUNKs).</summary>
+    /// <param name="payload">The payload.</param>
+    /// <returns>The view (its <see cref="Body"/> is empty).</returns>
+    /// <exception cref="ProtocolException">The payload breaks a rule of section 4.1, or carries body bytes.</exception>
+    public static RequestView ReadHead(ReadOnlySpan<byte> payload)
+    {
+        var view = Read(payload);
+        if (!view.Body.IsEmpty)
+        {
+            ProtocolException.Throw(ProtocolViolation.BadLength, $"A REQUEST_HEAD carries {view.Body.Length} body bytes; its body follows as CHUNKs.");
+        }
+
+        return view;
+    }
+
     internal static HeaderFields ReadHeaders(ReadOnlySpan<byte> fields, bool lowerCaseNames, out ReadOnlySpan<byte> body)
     {
         if (fields.Length < 2)
@@ -125,6 +140,21 @@ public readonly ref struct ResponseView
 
         var headers = RequestView.ReadHeaders(reader.Rest, lowerCaseNames: false, out var body);
         return new ResponseView(status, headers, body);
+    }
+
+    /// <summary>Decodes a RESPONSE_HEAD payload: a RESPONSE payload without body bytes.</summary>
+    /// <param name="payload">The payload.</param>
+    /// <returns>The view (its <see cref="Body"/> is empty).</returns>
+    /// <exception cref="ProtocolException">The payload breaks a rule of section 4.2, or has bytes after the headers.</exception>
+    public static ResponseView ReadHead(ReadOnlySpan<byte> payload)
+    {
+        var view = Read(payload);
+        if (!view.Body.IsEmpty)
+        {
+            ProtocolException.Throw(ProtocolViolation.BadLength, $"A RESPONSE_HEAD has {view.Body.Length} bytes after its headers; the body follows as CHUNKs.");
+        }
+
+        return view;
     }
 }
 

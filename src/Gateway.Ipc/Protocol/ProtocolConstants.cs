@@ -30,6 +30,12 @@ public static class ProtocolConstants
     /// <summary>The most payload bytes one fragment datagram carries.</summary>
     public const int MaxFragmentData = MaxDatagram - FragmentHeaderSize;
 
+    /// <summary>The most data bytes one CHUNK of a stream carries (a CHUNK is never fragmented).</summary>
+    public const int MaxChunkData = MaxUnfragmentedPayload - 4;
+
+    /// <summary>The largest credit one CREDIT message grants.</summary>
+    public const uint MaxCredit = int.MaxValue;
+
     /// <summary>Maximum length of the request method.</summary>
     public const int MaxMethodLength = 32;
 

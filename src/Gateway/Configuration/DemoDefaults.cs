@@ -42,7 +42,7 @@ internal static class DemoDefaults
             Backend = BackendName,
             Summary = "Echo (in-process demo backend)",
             Description = "Replies with the request body, or with \"METHOD target\" when the body is empty. "
-                + "Headers x-echo-delay-ms and x-echo-status delay the reply and choose its status.",
+                + "Headers x-echo-delay-ms and x-echo-status delay the reply and choose its status; x-echo-stream-count (with x-echo-stream-interval-ms, x-echo-stream-chunk-bytes) streams N chunks, x-echo-stream: 1 streams the body back.",
         });
     }
 }

@@ -41,6 +41,10 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _requestDuration;
     private readonly Counter<long> _retries;
     private readonly Counter<long> _bodiesDropped;
+    private readonly Counter<long> _streams;
+    private readonly Counter<long> _streamBytes;
+    private readonly Counter<long> _streamChunks;
+    private readonly Histogram<double> _streamFirstChunk;
 
     public GatewayMetrics(IMeterFactory meterFactory, RouteTableProvider routes)
     {
@@ -49,6 +53,11 @@ internal sealed class GatewayMetrics
             "gateway.request.duration", "s", "Duration of requests on gateway routes, from routing to the end of the response.", tags: null, IpcDiagnostics.DurationAdvice);
         _retries = meter.CreateCounter<long>("gateway.retries", "{retry}", "Retries of requests to a backend.");
         _bodiesDropped = meter.CreateCounter<long>("gateway.reply.body_dropped", "{reply}", "Backend replies whose body the gateway did not send because their status has no content (204, 205, 304).");
+        _streams = meter.CreateCounter<long>("gateway.stream.count", "{stream}", "Streamed replies by outcome: completed, aborted (backend ERROR or broken stream), cancelled (the caller went away).");
+        _streamBytes = meter.CreateCounter<long>("gateway.stream.bytes", "By", "Body bytes of streamed replies written to callers.");
+        _streamChunks = meter.CreateCounter<long>("gateway.stream.chunks", "{chunk}", "Chunks of streamed replies written to callers.");
+        _streamFirstChunk = meter.CreateHistogram(
+            "gateway.stream.time_to_first_chunk", "s", "Time from routing a request to writing the first chunk of its streamed reply.", tags: null, IpcDiagnostics.DurationAdvice);
         meter.CreateObservableUpDownCounter("gateway.backend.requests.active", () => ObserveInFlight(routes), "{request}", "Requests in flight per backend instance.");
         meter.CreateObservableCounter("gateway.backend.datagrams.dropped", () => ObserveDropped(routes), "{datagram}", "Datagrams the gateway dropped: late or duplicate, spoofed, malformed, oversized replies and abandoned fragments.");
         meter.CreateObservableCounter("gateway.backend.timeouts", () => ObserveTimeouts(routes), "{attempt}", "Attempts sent to a backend instance that got no reply within their timeout (a retried request counts once per attempt that timed out).");
@@ -88,6 +97,19 @@ internal sealed class GatewayMetrics
             new KeyValuePair<string, object?>(RouteTag, route),
             new KeyValuePair<string, object?>(BackendTag, backend),
             new KeyValuePair<string, object?>("http.response.status_code", statusCode));
+
+    /// <summary>Records the first chunk of a streamed reply, <paramref name="elapsed"/> after the request was routed.</summary>
+    public void RecordStreamFirstChunk(string route, string backend, TimeSpan elapsed) =>
+        _streamFirstChunk.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>(RouteTag, route), new KeyValuePair<string, object?>(BackendTag, backend));
+
+    /// <summary>Records a finished streamed reply: its outcome (<c>completed</c>, <c>aborted</c>, <c>cancelled</c>), chunks and bytes.</summary>
+    public void RecordStream(string route, string backend, string outcome, long chunks, long bytes)
+    {
+        var tags = new TagList { { RouteTag, route }, { BackendTag, backend }, { OutcomeTag, outcome } };
+        _streams.Add(1, tags);
+        _streamChunks.Add(chunks, tags);
+        _streamBytes.Add(bytes, tags);
+    }
 
     /// <summary>The outcome of a request from its final status: what the caller experienced.</summary>
     public static string Outcome(int statusCode) => statusCode switch

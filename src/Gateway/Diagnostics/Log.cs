@@ -63,4 +63,10 @@ internal static partial class Log
 
     [LoggerMessage(1043, LogLevel.Error, "The response to route {Route} (backend {Backend}) failed after it had started; the connection is aborted so that the caller cannot take it for a complete response")]
     public static partial void ResponseFailedAfterStart(ILogger logger, Exception exception, string route, string backend);
+
+    [LoggerMessage(1044, LogLevel.Warning, "The streamed reply of backend {Backend} on route {Route} was aborted after {Chunks} chunks ({Bytes} bytes): {Reason}; the HTTP response is aborted, not ended")]
+    public static partial void StreamAborted(ILogger logger, string route, string backend, long chunks, long bytes, string reason);
+
+    [LoggerMessage(1045, LogLevel.Debug, "The caller of route {Route} went away during a streamed reply of backend {Backend} after {Chunks} chunks; the backend stream is cancelled")]
+    public static partial void StreamCallerGone(ILogger logger, string route, string backend, long chunks);
 }

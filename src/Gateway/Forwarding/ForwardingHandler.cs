@@ -74,6 +74,7 @@ internal sealed class ForwardingHandler
     /// </summary>
     private async Task ForwardEnvelopeAsync(HttpContext context, GatewayRoute route)
     {
+        var started = _timeProvider.GetTimestamp();
         var request = context.Request;
         var backend = route.Backend;
         var table = _routes.Current;
@@ -166,7 +167,7 @@ internal sealed class ForwardingHandler
         {
             try
             {
-                await WriteReplyAsync(context, reply, route, attempt.Last?.SocketPath ?? first.SocketPath).ConfigureAwait(false);
+                await WriteReplyAsync(context, reply, route, attempt.Last?.SocketPath ?? first.SocketPath, started).ConfigureAwait(false);
             }
             catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
             {
@@ -387,6 +388,9 @@ internal sealed class ForwardingHandler
         var budgetMs = budget == Timeout.InfiniteTimeSpan ? 0u : (uint)Math.Clamp((long)Math.Ceiling(budget.TotalMilliseconds), 1, uint.MaxValue);
         writer.BeginRequest(correlationId, 1, budgetMs, request.Method, target, traceParent, traceState);
 
+        // A backend may answer with a streamed reply (docs/protocol.md §4.5); one that does not stream ignores the byte.
+        writer.SetFeatures(StreamFeatures.StreamReply);
+
         foreach (var header in request.Headers)
         {
             // The request ID travels as the gateway's own x-request-id (the incoming one only if it was adopted).
@@ -497,7 +501,7 @@ internal sealed class ForwardingHandler
         }
     }
 
-    private async Task WriteReplyAsync(HttpContext context, DatagramReply reply, GatewayRoute route, string socketPath)
+    private async Task WriteReplyAsync(HttpContext context, DatagramReply reply, GatewayRoute route, string socketPath, long started)
     {
         if (reply.Kind == MessageKind.Error)
         {
@@ -523,6 +527,12 @@ internal sealed class ForwardingHandler
             return;
         }
 
+        if (reply.IsStreamed)
+        {
+            await WriteStreamAsync(context, reply, route, started).ConfigureAwait(false);
+            return;
+        }
+
         var bodyOffset = ApplyResponseHead(context.Response, reply);
         var body = reply.Payload[bodyOffset..];
         var status = context.Response.StatusCode;
@@ -543,6 +553,67 @@ internal sealed class ForwardingHandler
         if (body.Length > 0 && !HttpMethods.IsHead(context.Request.Method))
         {
             await context.Response.Body.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// A streamed reply (docs/protocol.md §4.5.2): the head goes out at once, then each chunk is written and flushed as
+    /// it arrives (chunked transfer encoding; <c>text/event-stream</c> unbuffered). The reader's pace is the backend's:
+    /// credit is granted as chunks are written. A backend ERROR or a broken stream aborts the HTTP response (never a clean
+    /// end); the caller going away disposes the reply, which CANCELs the backend's stream. Never retried: the request's
+    /// attempts ended with the head.
+    /// </summary>
+    private async Task WriteStreamAsync(HttpContext context, DatagramReply reply, GatewayRoute route, long started)
+    {
+        var response = context.Response;
+        var stream = reply.Stream!;
+        _ = ApplyResponseHead(response, reply);
+        if (ReplyRules.StatusHasNoContent(response.StatusCode) || HttpMethods.IsHead(context.Request.Method))
+        {
+            // No body may follow: the stream is cancelled by the reply's disposal.
+            return;
+        }
+
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var aborted = context.RequestAborted;
+        var outcome = "completed";
+        try
+        {
+            await response.StartAsync(aborted).ConfigureAwait(false);
+            while (true)
+            {
+                var chunk = await stream.ReadChunkAsync(aborted).ConfigureAwait(false);
+                if (chunk.IsEmpty)
+                {
+                    break;
+                }
+
+                if (stream.ChunksRead == 1)
+                {
+                    _metrics.RecordStreamFirstChunk(route.Name, route.Backend.Name, _timeProvider.GetElapsedTime(started));
+                }
+
+                await response.Body.WriteAsync(chunk, aborted).ConfigureAwait(false);
+                await response.Body.FlushAsync(aborted).ConfigureAwait(false);
+            }
+
+            await response.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (DatagramException ex)
+        {
+            outcome = "aborted";
+            Log.StreamAborted(_logger, route.Name, route.Backend.Name, stream.ChunksRead, stream.BytesRead, ex.Message);
+            context.Abort();
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException && aborted.IsCancellationRequested)
+        {
+            outcome = "cancelled";
+            Log.StreamCallerGone(_logger, route.Name, route.Backend.Name, stream.ChunksRead);
+            stream.Dispose();
+        }
+        finally
+        {
+            _metrics.RecordStream(route.Name, route.Backend.Name, outcome, stream.ChunksRead, stream.BytesRead);
         }
     }
 

@@ -16,7 +16,7 @@ public class MalformedInputTests
     [InlineData(0, 0x48, ProtocolViolation.BadMagic)]
     [InlineData(2, 2, ProtocolViolation.UnsupportedVersion)]
     [InlineData(3, 0, ProtocolViolation.UnknownKind)]
-    [InlineData(3, 7, ProtocolViolation.UnknownKind)]
+    [InlineData(3, 12, ProtocolViolation.UnknownKind)]
     [InlineData(4, 4, ProtocolViolation.BadFlags)]
     public void ReadDatagram_BadHeaderByte_ThrowsProtocolException(int offset, byte value, ProtocolViolation expected)
     {

@@ -138,7 +138,7 @@ public class VectorTests
         return dir?.FullName ?? throw new InvalidOperationException("Gateway.sln not found above the test directory.");
     }
 
-    private static string HexDump(byte[] bytes)
+    internal static string HexDump(byte[] bytes)
     {
         var sb = new StringBuilder();
         for (var i = 0; i < bytes.Length; i += 16)

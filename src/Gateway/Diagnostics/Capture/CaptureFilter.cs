@@ -18,7 +18,7 @@ internal sealed class CaptureFilter
 
     public static readonly string[] Parameters = ["backend", "route", "instance", "correlationId", "kind", "count", "duration", "payload", "format"];
 
-    public static readonly string[] Kinds = ["REQUEST", "RESPONSE", "ERROR", "PING", "PONG", "CANCEL", "RAW", "MALFORMED"];
+    public static readonly string[] Kinds = ["REQUEST", "RESPONSE", "ERROR", "PING", "PONG", "CANCEL", "RESPONSE_HEAD", "REQUEST_HEAD", "CHUNK", "END", "CREDIT", "RAW", "MALFORMED"];
 
     /// <summary>Backend names (as configured); null = any.</summary>
     public HashSet<string>? Backends { get; private init; }

@@ -154,7 +154,7 @@ internal sealed class CaptureHub : IDatagramObserver
         }
 
         var route = _routeOf.GetValueOrDefault(header.CorrelationId);
-        if (direction == DatagramDirection.Received && header.Kind is MessageKind.Response or MessageKind.Error && route is not null
+        if (direction == DatagramDirection.Received && header.Kind is MessageKind.Response or MessageKind.Error or MessageKind.End && route is not null
             && (!header.IsFragment || IsLastFragment(data, header)))
         {
             if (_routeOf.TryRemove(header.CorrelationId, out _))
@@ -244,7 +244,7 @@ internal sealed class CaptureHub : IDatagramObserver
                 datagram.Method = method;
                 datagram.Target = target;
                 break;
-            case MessageKind.Response when payloadStart.Length >= 2:
+            case MessageKind.Response or MessageKind.ResponseHead when payloadStart.Length >= 2:
                 datagram.Status = BinaryPrimitives.ReadUInt16BigEndian(payloadStart);
                 break;
             case MessageKind.Error when payloadStart.Length >= 2:
@@ -337,6 +337,11 @@ internal sealed class CaptureHub : IDatagramObserver
         MessageKind.Ping => "PING",
         MessageKind.Pong => "PONG",
         MessageKind.Cancel => "CANCEL",
+        MessageKind.ResponseHead => "RESPONSE_HEAD",
+        MessageKind.RequestHead => "REQUEST_HEAD",
+        MessageKind.Chunk => "CHUNK",
+        MessageKind.End => "END",
+        MessageKind.Credit => "CREDIT",
         _ => "UNKNOWN",
     };
 
