@@ -37,8 +37,43 @@ public sealed class BackendRequest
     /// <summary>Header fields in the order received; names are lower case and may repeat.</summary>
     public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
 
-    /// <summary>The body (may be empty).</summary>
+    /// <summary>
+    /// The body (may be empty). Empty for a streamed upload (<see cref="IsBodyStreamed"/>): read <see cref="BodyStream"/>,
+    /// which serves every request.
+    /// </summary>
     public ReadOnlyMemory<byte> Body { get; }
+
+    /// <summary>
+    /// The body as a stream, for every request: the chunks of a streamed upload as they arrive (docs/protocol.md §4.5.3,
+    /// only when <see cref="DatagramBackendOptions.AcceptStreamedRequestBodies"/> is on), else a read-only stream over
+    /// <see cref="Body"/>. Read it within the handler (or within the body of a streamed reply the handler returns); for a
+    /// streamed upload each read grants the client more credit, so the backend holds at most one window
+    /// (<see cref="DatagramBackendOptions.StreamWindowBytes"/>) of the body. A read throws
+    /// <see cref="InvalidDataException"/> when the client breaks the stream's rules (the backend then answers ERROR
+    /// <c>MALFORMED</c>) and <see cref="OperationCanceledException"/> when the client cancels the request.
+    /// </summary>
+    public Stream BodyStream => _bodyStream ??= CreateBodyStream(Body);
+
+    /// <summary>Whether the body arrives as a streamed upload (REQUEST_HEAD, then CHUNKs): read it from <see cref="BodyStream"/>.</summary>
+    public bool IsBodyStreamed { get; private init; }
+
+    /// <summary>The streamed upload's body (the server's side of it).</summary>
+    internal RequestBodyStream? StreamedBody
+    {
+        get => _bodyStream as RequestBodyStream;
+        init
+        {
+            _bodyStream = value;
+            IsBodyStreamed = value is not null;
+        }
+    }
+
+    private Stream? _bodyStream;
+
+    private static MemoryStream CreateBodyStream(ReadOnlyMemory<byte> body) =>
+        System.Runtime.InteropServices.MemoryMarshal.TryGetArray(body, out var segment)
+            ? new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false)
+            : new MemoryStream(body.ToArray(), writable: false);
 
     /// <summary>The correlation ID chosen by the client (the same for every attempt).</summary>
     public ulong CorrelationId { get; init; }

@@ -95,6 +95,23 @@ public sealed class DatagramBackendOptions
     /// </summary>
     public bool RunHandlersInline { get; set; }
 
+    /// <summary>
+    /// Whether this backend accepts streamed request bodies (docs/protocol.md §4.5.3): its PONG then announces
+    /// <c>STREAM_REQUEST</c>, and a client may send a large or unknown-length body as a REQUEST_HEAD followed by CHUNKs,
+    /// which the handler reads from <see cref="BackendRequest.BodyStream"/> (<see cref="BackendRequest.Body"/> is empty
+    /// then). Turn it on only for handlers that read <see cref="BackendRequest.BodyStream"/>.
+    /// </summary>
+    /// <value>The default value is <see langword="false"/>.</value>
+    public bool AcceptStreamedRequestBodies { get; set; }
+
+    /// <summary>
+    /// The flow-control window of a streamed request body: the credit granted when the handler starts, and granted again
+    /// as the handler reads (once half of it has been read). At most this much of one request's body waits in memory.
+    /// </summary>
+    /// <value>The default value is 256 KiB.</value>
+    [Range(1, int.MaxValue)]
+    public int StreamWindowBytes { get; set; } = 256 * 1024;
+
     /// <summary>The parsed <see cref="FileMode"/>.</summary>
     internal UnixFileMode GetUnixFileMode() => Transport.UnixSocketFile.ParseFileMode(FileMode);
 }

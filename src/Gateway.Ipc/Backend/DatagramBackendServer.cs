@@ -66,6 +66,8 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private readonly int _maxConcurrency;
     private readonly bool _runHandlersInline;
     private readonly int _maxMessageBytes;
+    private readonly bool _acceptUploads;
+    private readonly int _uploadWindow;
     private readonly TimeSpan _drainTimeout;
     private readonly TimeSpan _replySendTimeout;
     private readonly Lock _stopLock = new();
@@ -73,6 +75,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<RequestKey, ReplyStreamWriter> _streams = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<RequestKey, RequestBodyStream> _uploads = new();
 
     /// <summary>How often idle state is swept: expired replay-cache entries and timed-out partial messages.</summary>
     private static readonly TimeSpan MaintenancePeriod = TimeSpan.FromSeconds(1);
@@ -108,6 +111,8 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         _maxConcurrency = options.MaxConcurrency;
         _runHandlersInline = options.RunHandlersInline;
         _maxMessageBytes = options.MaxMessageBytes;
+        _acceptUploads = options.AcceptStreamedRequestBodies;
+        _uploadWindow = options.StreamWindowBytes;
         _drainTimeout = options.DrainTimeout;
         _replySendTimeout = options.ReplySendTimeout;
         _handler = handler;
@@ -242,6 +247,10 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             }
 
             await _shutdown.CancelAsync().ConfigureAwait(false);
+            foreach (var upload in _uploads.Values)
+            {
+                upload.Abort(new OperationCanceledException("The backend is shutting down."));
+            }
             try
             {
                 await _drained.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -367,7 +376,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                     return;
                 }
 
-                control.WriteControl(MessageKind.Pong, header.CorrelationId, header.Attempt, StreamFeatures.StreamReply);
+                control.WriteControl(MessageKind.Pong, header.CorrelationId, header.Attempt, _acceptUploads ? StreamFeatures.StreamReply | StreamFeatures.StreamRequest : StreamFeatures.StreamReply);
                 TrySendNow(control.WrittenSpan, address, header.CorrelationId);
                 return;
 
@@ -379,12 +388,27 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                     return;
                 }
 
-                var entry = _cache.Find(new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId), _timeProvider.GetUtcNow());
+                var cancelKey = new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId);
+                var entry = _cache.Find(cancelKey, _timeProvider.GetUtcNow());
                 if (entry is { Reply: null })
                 {
                     entry.Cancel(CancelReason.ClientCancel);
                 }
 
+                if (!_uploads.IsEmpty && _uploads.TryRemove(cancelKey, out var cancelled))
+                {
+                    // A read the handler makes without the request's token must end too.
+                    cancelled.Abort(new OperationCanceledException("The client cancelled the request."));
+                }
+
+                return;
+
+            case MessageKind.RequestHead:
+                ProcessRequestHead(header, datagram, address, control, replay);
+                return;
+
+            case MessageKind.Chunk or MessageKind.End when address.Size > 2:
+                ProcessUploadMessage(header, datagram, address, control);
                 return;
 
             case MessageKind.Request:
@@ -500,7 +524,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// For a fragmented request the deadline counts from the last fragment's arrival (the reassembly time, a few
     /// milliseconds for the largest messages, is not subtracted).
     /// </remarks>
-    private void ProcessWholeRequest(in FrameHeader header, ReadOnlySpan<byte> datagram, SocketAddress address, FrameWriter control, byte[] replay)
+    private void ProcessWholeRequest(in FrameHeader header, ReadOnlySpan<byte> datagram, SocketAddress address, FrameWriter control, byte[] replay, bool streamed = false)
     {
         var receivedAt = _timeProvider.GetUtcNow();
         var key = new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId);
@@ -535,7 +559,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         BackendRequest request;
         try
         {
-            request = Decode(header, datagram[ProtocolConstants.HeaderSize..], receivedAt, key.Address);
+            request = Decode(header, datagram[ProtocolConstants.HeaderSize..], receivedAt, key.Address, streamed ? NewUpload(key, header) : null);
         }
         catch (ProtocolException ex)
         {
@@ -550,7 +574,118 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             return;
         }
 
+        if (request.StreamedBody is { } upload)
+        {
+            _uploads[key] = upload;
+            Interlocked.Increment(ref Statistics._uploadsStarted);
+        }
+
         Dispatch(key, request);
+    }
+
+    /// <summary>
+    /// A REQUEST_HEAD (docs/protocol.md §4.5.3): handled as a REQUEST (replay cache, concurrency, dispatch) whose body the
+    /// handler reads from <see cref="BackendRequest.BodyStream"/> as the CHUNKs arrive. Refused with ERROR <c>MALFORMED</c>
+    /// by a backend that does not accept streamed request bodies, and when fragmented.
+    /// </summary>
+    private void ProcessRequestHead(in FrameHeader header, ReadOnlySpan<byte> datagram, SocketAddress address, FrameWriter control, byte[] replay)
+    {
+        if (address.Size <= 2)
+        {
+            Interlocked.Increment(ref Statistics._droppedMalformed);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                Log.DroppedUnbound(_logger, dropLevel, header.CorrelationId);
+            }
+            return;
+        }
+
+        var refusal = !_acceptUploads ? "This backend does not accept streamed request bodies (its PONG does not announce STREAM_REQUEST)."
+            : header.IsFragment ? "A REQUEST_HEAD is never fragmented."
+            : null;
+        if (refusal is not null)
+        {
+            Interlocked.Increment(ref Statistics._malformedErrorsSent);
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                var senderText = FormatAddress(address);
+                Log.MalformedRequest(_logger, dropLevel, header.CorrelationId, senderText, refusal);
+            }
+
+            SendError(control, header, IpcErrorCode.Malformed, refusal, address);
+            return;
+        }
+
+        ProcessWholeRequest(header, datagram, address, control, replay, streamed: true);
+    }
+
+    /// <summary>The body of a streamed request: grants credit to the client through the reply queue (a lost CREDIT would stall the upload).</summary>
+    private RequestBodyStream NewUpload(RequestKey key, in FrameHeader header)
+    {
+        var destination = key.Address;
+        var correlationId = header.CorrelationId;
+        var attempt = header.Attempt;
+        return new RequestBodyStream(
+            credit =>
+            {
+                var frame = new byte[StreamFrames.ControlSize];
+                StreamFrames.WriteControl(frame, MessageKind.Credit, correlationId, attempt, credit);
+                _ = SendReplyAsync(frame, destination, correlationId).AsTask();
+            },
+            _uploadWindow);
+    }
+
+    /// <summary>A CHUNK or END of a streamed request body; dropped when its upload is not open (ended, replied, cancelled).</summary>
+    private void ProcessUploadMessage(in FrameHeader header, ReadOnlySpan<byte> datagram, SocketAddress address, FrameWriter control)
+    {
+        RequestBodyStream? upload = null;
+        var key = _uploads.IsEmpty ? default : new RequestKey(RequestKey.CopyAddress(address), header.CorrelationId);
+        if (_uploads.IsEmpty || !_uploads.TryGetValue(key, out upload))
+        {
+            Interlocked.Increment(ref Statistics._lateStreamMessages);
+            return;
+        }
+
+        Interlocked.Increment(ref Statistics._uploadMessages);
+
+        string? violation;
+        try
+        {
+            var payload = datagram[ProtocolConstants.HeaderSize..];
+            if (header.Kind == MessageKind.Chunk)
+            {
+                var data = StreamFrames.ReadChunk(payload, out var sequence);
+                violation = upload.OnChunk(sequence, data);
+                if (violation is null)
+                {
+                    Interlocked.Increment(ref Statistics._uploadChunks);
+                }
+            }
+            else
+            {
+                violation = upload.OnEnd(StreamFrames.ReadEnd(payload));
+            }
+        }
+        catch (ProtocolException ex)
+        {
+            violation = ex.Message;
+            upload.Break(violation);
+        }
+
+        if (violation is not null)
+        {
+            // The handler's read fails, and the reply is ERROR MALFORMED (ExecuteAsync).
+            Interlocked.Increment(ref Statistics._uploadViolations);
+            _uploads.TryRemove(new KeyValuePair<RequestKey, RequestBodyStream>(key, upload));
+            var dropLevel = DropLevel();
+            if (_logger.IsEnabled(dropLevel))
+            {
+                var senderText = FormatAddress(address);
+                Log.MalformedRequest(_logger, dropLevel, header.CorrelationId, senderText, violation);
+            }
+        }
     }
 
     private void Dispatch(RequestKey key, BackendRequest request)
@@ -594,10 +729,16 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             BackendResponse response;
             try
             {
+                request.StreamedBody?.GrantInitial();
                 response = await _handler(request, token).ConfigureAwait(false);
                 if (response.IsStreamed && !request.AcceptsStreamedReply)
                 {
                     response = await CollectStreamAsync(response, token).ConfigureAwait(false);
+                }
+
+                if (request.StreamedBody?.Violation is { } broken)
+                {
+                    response = BackendResponse.Error(IpcErrorCode.Malformed, $"The streamed request body broke the protocol: {broken}.");
                 }
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -617,6 +758,10 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                         response = BackendResponse.Error(IpcErrorCode.DeadlineExceeded, "The request's deadline passed while the backend worked on it.");
                         break;
                 }
+            }
+            catch (Exception) when (request.StreamedBody?.Violation is { } broken)
+            {
+                response = BackendResponse.Error(IpcErrorCode.Malformed, $"The streamed request body broke the protocol: {broken}.");
             }
             catch (Exception ex)
             {
@@ -655,6 +800,13 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         }
         finally
         {
+            if (request.StreamedBody is { } upload)
+            {
+                // Chunks that still arrive are late: dropped.
+                _uploads.TryRemove(new KeyValuePair<RequestKey, RequestBodyStream>(entry.Key, upload));
+                upload.Dispose();
+            }
+
             entry.Dispose();
             if (!slotReleased)
             {
@@ -922,9 +1074,14 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         return _lastSenderText;
     }
 
-    private BackendRequest Decode(in FrameHeader header, ReadOnlySpan<byte> payload, DateTimeOffset receivedAt, SocketAddress sender)
+    private BackendRequest Decode(in FrameHeader header, ReadOnlySpan<byte> payload, DateTimeOffset receivedAt, SocketAddress sender, RequestBodyStream? upload = null)
     {
         var view = RequestView.Read(payload);
+        if (upload is not null && !view.Body.IsEmpty)
+        {
+            ProtocolException.Throw(ProtocolViolation.BadField, "A REQUEST_HEAD carries no body bytes (the body follows as CHUNKs).");
+        }
+
         var headers = new KeyValuePair<string, string>[view.Headers.Count];
         var i = 0;
         foreach (var field in view.Headers)
@@ -941,6 +1098,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             TraceParent = view.TraceParent.IsEmpty ? null : Encoding.ASCII.GetString(view.TraceParent),
             TraceState = view.TraceState.IsEmpty ? null : Encoding.ASCII.GetString(view.TraceState),
             SenderAddress = SenderText(sender),
+            StreamedBody = upload,
         };
     }
 

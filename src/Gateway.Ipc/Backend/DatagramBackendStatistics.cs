@@ -25,6 +25,11 @@ public sealed class DatagramBackendStatistics
     internal long _cancels;
     internal long _credits;
     internal long _streamsStarted;
+    internal long _uploadsStarted;
+    internal long _uploadChunks;
+    internal long _uploadViolations;
+    internal long _uploadMessages;
+    internal long _lateStreamMessages;
     internal long _streamsCancelled;
     internal long _replyFailures;
     internal long _tooLarge;
@@ -74,6 +79,21 @@ public sealed class DatagramBackendStatistics
 
     /// <summary>Streamed replies started (RESPONSE_HEAD sent).</summary>
     public long StreamsStarted => Interlocked.Read(ref _streamsStarted);
+
+    /// <summary>Streamed request bodies accepted (REQUEST_HEAD dispatched to the handler).</summary>
+    public long UploadsStarted => Interlocked.Read(ref _uploadsStarted);
+
+    /// <summary>CHUNKs of streamed request bodies received for an open upload.</summary>
+    public long UploadChunks => Interlocked.Read(ref _uploadChunks);
+
+    /// <summary>CHUNK and END messages received for an open streamed request body (accepted or breaking it).</summary>
+    public long UploadMessages => Interlocked.Read(ref _uploadMessages);
+
+    /// <summary>CHUNK and END messages dropped because no upload of theirs is open (it ended, was replied to, or was cancelled).</summary>
+    public long LateStreamMessages => Interlocked.Read(ref _lateStreamMessages);
+
+    /// <summary>Streamed request bodies broken by the client (chunk beyond credit, out of sequence, wrong END count): answered ERROR <c>MALFORMED</c>.</summary>
+    public long UploadViolations => Interlocked.Read(ref _uploadViolations);
 
     /// <summary>Streamed replies stopped by the client's CANCEL.</summary>
     public long StreamsCancelled => Interlocked.Read(ref _streamsCancelled);

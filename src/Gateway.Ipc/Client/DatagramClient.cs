@@ -245,7 +245,11 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Forgets a stream (its reader disposed it).</summary>
-    internal void RemoveStream(ReplyStream stream) => _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+    internal void RemoveStream(ReplyStream stream)
+    {
+        _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+        CloseUpload(stream.CorrelationId);
+    }
 
     private async Task QueueControlAsync(byte[] frame)
     {
@@ -624,9 +628,15 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             return;
         }
 
-        if (header.Kind is not (MessageKind.Response or MessageKind.Error or MessageKind.Pong or MessageKind.ResponseHead or MessageKind.Chunk or MessageKind.End))
+        if (header.Kind is not (MessageKind.Response or MessageKind.Error or MessageKind.Pong or MessageKind.ResponseHead or MessageKind.Chunk or MessageKind.End or MessageKind.Credit))
         {
             OnMalformed(ProtocolViolation.UnknownKind, $"A client does not accept {header.Kind} messages.");
+            return;
+        }
+
+        if (header.Kind == MessageKind.Credit)
+        {
+            OnCredit(header.CorrelationId, datagram[ProtocolConstants.HeaderSize..]);
             return;
         }
 
@@ -699,12 +709,14 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                     if (violation is null)
                     {
                         _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+                        CloseUpload(stream.CorrelationId);
                     }
 
                     break;
                 case MessageKind.Error:
                     var error = ErrorView.Read(payload);
                     _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+                    CloseUpload(stream.CorrelationId);
                     stream.Fail(new DatagramException(
                         DatagramFailure.StreamAborted, BackendPath, $"The backend '{BackendPath}' aborted its streamed reply with ERROR {error.Code}: {error.GetMessage()}"));
                     return;
@@ -722,6 +734,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         {
             OnMalformed(ProtocolViolation.BadField, violation);
             _streams.TryRemove(new KeyValuePair<ulong, ReplyStream>(stream.CorrelationId, stream));
+            CloseUpload(stream.CorrelationId);
             if (stream.Fail(new DatagramException(DatagramFailure.StreamAborted, BackendPath, $"The backend '{BackendPath}' broke its streamed reply: {violation}.")))
             {
                 SendCancel(stream.CorrelationId);
@@ -763,6 +776,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             }
 
             reply = DatagramReply.Empty(header);
+            Volatile.Write(ref _backendFeatures, (int)header.Features);
         }
         else
         {
@@ -786,6 +800,12 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
             }
 
             reply = message is null ? DatagramReply.Copy(header, payload) : DatagramReply.FromReassembled(message);
+        }
+
+        if (!_uploads.IsEmpty && header.Kind != MessageKind.Pong)
+        {
+            // A RESPONSE or ERROR ends the request's upload, if it has one (docs/protocol.md §4.5.3).
+            CloseUpload(header.CorrelationId);
         }
 
         if (entry.Complete(reply))
@@ -914,6 +934,31 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
                 Release();
             }
         }
+
+        /// <summary>(Re)starts the timeout (a streamed upload's wait for credit or for the reply); no-op for an infinite timeout.</summary>
+        public void ArmTimer(TimeSpan timeout)
+        {
+            if (timeout == Timeout.InfiniteTimeSpan)
+            {
+                return;
+            }
+
+            var timer = Volatile.Read(ref _timer);
+            if (timer is not null)
+            {
+                timer.Change(timeout, Timeout.InfiniteTimeSpan);
+                return;
+            }
+
+            Volatile.Write(ref _timer, _owner._timeProvider.CreateTimer(s_onTimeout, this, timeout, Timeout.InfiniteTimeSpan));
+            if (Interlocked.CompareExchange(ref _completing, 0, 0) != 0)
+            {
+                Release();
+            }
+        }
+
+        /// <summary>Stops the timeout while the upload waits for its body's source (which the client does not time).</summary>
+        public void DisarmTimer() => Volatile.Read(ref _timer)?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
 
         /// <summary>Completes the request with its reply; returns whether this call completed it.</summary>
         public bool Complete(DatagramReply reply)

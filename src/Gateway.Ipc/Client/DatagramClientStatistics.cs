@@ -25,6 +25,9 @@ public sealed class DatagramClientStatistics
     internal long _datagramsReceived;
     internal long _foreignUidReplies;
     internal long _queuedSends;
+    internal long _uploadsStarted;
+    internal long _uploadChunksSent;
+    internal long _uploadBytesSent;
     internal Transport.SendWaitCounters? _sendWaits;
     private readonly ReassemblerStatistics _reassembly;
 
@@ -44,6 +47,15 @@ public sealed class DatagramClientStatistics
 
     /// <summary>Fragmented replies that reassembly completed (each is then counted by its outcome too).</summary>
     public long ReassembledReplies => _reassembly.Completed;
+
+    /// <summary>Streamed request bodies started (<see cref="DatagramClient.SendStreamedAsync"/>).</summary>
+    public long UploadsStarted => Interlocked.Read(ref _uploadsStarted);
+
+    /// <summary>Upload CHUNKs sent.</summary>
+    public long UploadChunksSent => Interlocked.Read(ref _uploadChunksSent);
+
+    /// <summary>Upload body bytes sent in CHUNKs.</summary>
+    public long UploadBytesSent => Interlocked.Read(ref _uploadBytesSent);
 
     /// <summary>Requests (and pings) whose datagrams were all queued at the backend.</summary>
     public long RequestsSent => Interlocked.Read(ref _requestsSent);

@@ -167,7 +167,7 @@ public class DatagramFloodTests(ITestOutputHelper output)
         var errors = new ErrorCounter();
         using var loggers = LoggerFactory.Create(b => b.AddProvider(errors));
         var server = new DatagramBackendServer(
-            new DatagramBackendOptions { SocketPath = dir.Socket("backend") },
+            new DatagramBackendOptions { SocketPath = dir.Socket("backend"), AcceptStreamedRequestBodies = true },
             (request, _) => ValueTask.FromResult(BackendResponse.Text("handled")),
             loggerFactory: loggers);
         await using var serverScope = server;
@@ -221,7 +221,8 @@ public class DatagramFloodTests(ITestOutputHelper output)
         watch.Stop();
         var s = server.Statistics;
         long Outcomes() => s.DroppedOversized + s.DroppedMalformed + s.Pings + s.Cancels + s.RequestsTooLarge + s.FragmentsReceived
-            + s.DuplicatesInFlight + s.Replayed + s.Overloaded + s.MalformedErrorsSent + s.Dispatched + s.ProcessingFailures;
+            + s.DuplicatesInFlight + s.Replayed + s.Overloaded + s.MalformedErrorsSent + s.Dispatched + s.ProcessingFailures
+            + s.Credits + s.UploadMessages + s.LateStreamMessages;
         string Describe() =>
             $"received {s.Received} of {sent}, reassembled {s.RequestsReassembled}; oversized {s.DroppedOversized}, malformed {s.DroppedMalformed}, pings {s.Pings}, cancels {s.Cancels}, " +
             $"too large {s.RequestsTooLarge}, fragments {s.FragmentsReceived} (dropped {s.FragmentsDropped}), duplicates {s.DuplicatesInFlight}, replayed {s.Replayed}, overloaded {s.Overloaded}, " +
