@@ -26,6 +26,9 @@ builder.Services
 
         // The echo answers at once (or awaits its delay): start it on the receive thread, no thread-pool hop.
         o.RunHandlersInline = true;
+
+        // The echo reads BackendRequest.BodyStream: large uploads come as streams (docs/protocol.md §4.5.3).
+        o.AcceptStreamedRequestBodies = true;
     })
     .Map<EchoHandler>();
 

@@ -149,10 +149,21 @@ public sealed class BackendOptions
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// Largest request body accepted for this backend (routes may lower it).
+    /// Largest request body accepted for this backend's routes (a route may set its own). Bodies over 16 MiB reach only a
+    /// backend that accepts streamed request bodies (see <see cref="StreamBodiesAbove"/>); others get 413.
     /// <value>The default value is 16 MiB for envelope backends and one datagram (212,960 B) for raw backends.</value>
     /// </summary>
     public long? MaxBodySize { get; set; }
+
+    /// <summary>
+    /// Request bodies larger than this, or of unknown length that grow larger, are streamed to an envelope backend whose
+    /// PONG announces streamed request bodies (REQUEST_HEAD, then CHUNKs within the backend's credit, docs/protocol.md
+    /// §4.5.3): the gateway holds at most this much plus one chunk of such a body, whatever its size. Smaller bodies, and
+    /// every body to a backend that does not stream, go in one message. A streamed body is never retried (it is consumed
+    /// as it is sent).
+    /// <value>The default value is 1 MiB.</value>
+    /// </summary>
+    public long StreamBodiesAbove { get; set; } = 1024 * 1024;
 
     /// <summary>The effective body limit: <see cref="MaxBodySize"/> or the mode's default.</summary>
     internal long EffectiveMaxBodySize => MaxBodySize ?? (Mode == BackendMode.Raw ? Gateway.Ipc.Protocol.ProtocolConstants.MaxDatagram : Gateway.Ipc.Protocol.ProtocolConstants.DefaultMaxBodyBytes);
@@ -308,7 +319,7 @@ public sealed class RouteOptions
     /// <summary>Overrides the backend's timeout.</summary>
     public TimeSpan? Timeout { get; set; }
 
-    /// <summary>Overrides (lowers) the backend's maximum body size.</summary>
+    /// <summary>Overrides the backend's maximum body size for this route (higher or lower).</summary>
     public long? MaxBodySize { get; set; }
 
     /// <summary>Content type of responses from a raw backend.</summary>

@@ -218,6 +218,10 @@ internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IV
             }
 
             ValidateBodySize(errors, $"{key}:MaxBodySize", backend.EffectiveMaxBodySize, backend.Mode);
+            if (backend.StreamBodiesAbove is < 0 or > ProtocolConstants.DefaultMaxBodyBytes)
+            {
+                errors.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:StreamBodiesAbove: {backend.StreamBodiesAbove} is out of range (0–{ProtocolConstants.DefaultMaxBodyBytes}: a body sent in one message has at most 16 MiB)."));
+            }
             if (backend.MaxConcurrency is < 1 or > 100_000)
             {
                 errors.Add($"{key}:MaxConcurrency: {backend.MaxConcurrency} is out of range (1–100000).");
@@ -414,9 +418,12 @@ internal sealed class GatewayOptionsValidator(IConfiguration configuration) : IV
         }
     }
 
+    /// <summary>The largest body limit an envelope route may have (1 TiB): bodies over 16 MiB are streamed.</summary>
+    public const long MaxStreamedBodySize = 1L << 40;
+
     private static void ValidateBodySize(List<string> errors, string key, long value, BackendMode mode)
     {
-        var max = mode == BackendMode.Raw ? ProtocolConstants.MaxDatagram : ProtocolConstants.DefaultMaxBodyBytes;
+        var max = mode == BackendMode.Raw ? ProtocolConstants.MaxDatagram : MaxStreamedBodySize;
         if (value <= 0 || value > max)
         {
             errors.Add(string.Create(CultureInfo.InvariantCulture, $"{key}: {value} is out of range; {mode} backends accept 1 to {max} bytes."));

@@ -26,7 +26,7 @@ internal sealed class DemoBackendService(IOptions<GatewayOptions> options, TimeP
 
         var path = DemoDefaults.SocketPath(gateway);
         var echo = new DemoEchoHandler(timeProvider);
-        var server = new DatagramBackendServer(new DatagramBackendOptions { SocketPath = path }, echo.HandleAsync, timeProvider, loggerFactory);
+        var server = new DatagramBackendServer(new DatagramBackendOptions { SocketPath = path, AcceptStreamedRequestBodies = true }, echo.HandleAsync, timeProvider, loggerFactory);
         try
         {
             await server.StartAsync(cancellationToken);
@@ -80,6 +80,11 @@ internal sealed class DemoEchoHandler(TimeProvider timeProvider)
         {
             // These statuses have no content (docs/protocol.md section 4.2, "Empty bodies").
             return BackendResponse.Bytes(ReadOnlyMemory<byte>.Empty, "application/octet-stream", status);
+        }
+
+        if (request.IsBodyStreamed)
+        {
+            return await EchoUploadAsync(request, status, cancellationToken);
         }
 
         if (Streamed(request, status) is { } streamed)
@@ -146,6 +151,51 @@ internal sealed class DemoEchoHandler(TimeProvider timeProvider)
             },
             events ? "text/event-stream" : "text/plain; charset=utf-8",
             status);
+    }
+
+    /// <summary>
+    /// A streamed upload (docs/protocol.md §4.5.3) is echoed as it arrives: as a streamed reply when the client accepts
+    /// one (in chunks of <c>x-echo-stream-chunk-bytes</c>, 64 KiB by default), else collected into one reply of at most
+    /// 16 MiB (ERROR <c>TOO_LARGE</c> beyond). An empty upload gets the text an empty body gets.
+    /// </summary>
+    private static async ValueTask<BackendResponse> EchoUploadAsync(BackendRequest request, int status, CancellationToken cancellationToken)
+    {
+        var contentType = request.GetHeader("content-type") ?? "application/octet-stream";
+        var size = ReadStreamInt(request, "x-echo-stream-chunk-bytes", 1, 1 << 20) ?? 64 * 1024;
+        var first = new byte[size];
+        var read = await request.BodyStream.ReadAsync(first, cancellationToken);
+        if (read == 0)
+        {
+            return BackendResponse.Text($"{request.Method} {request.Target}\n", status);
+        }
+
+        if (request.AcceptsStreamedReply)
+        {
+            return BackendResponse.Stream(
+                async (stream, ct) =>
+                {
+                    await stream.WriteAsync(first.AsMemory(0, read), ct);
+                    await request.BodyStream.CopyToAsync(stream, size, ct);
+                },
+                contentType,
+                status);
+        }
+
+        const int limit = 16 * 1024 * 1024;
+        using var whole = new MemoryStream();
+        whole.Write(first, 0, read);
+        var buffer = new byte[64 * 1024];
+        while ((read = await request.BodyStream.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            if (whole.Length + read > limit)
+            {
+                return BackendResponse.Error(Gateway.Ipc.Protocol.IpcErrorCode.TooLarge, $"The echo collects at most {limit} bytes for a client that does not accept streamed replies.");
+            }
+
+            whole.Write(buffer, 0, read);
+        }
+
+        return BackendResponse.Bytes(whole.ToArray(), contentType, status);
     }
 
     /// <summary>A stream setting: the header, else a query parameter of the same name (a browser's EventSource cannot set headers).</summary>

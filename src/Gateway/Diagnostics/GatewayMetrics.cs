@@ -44,6 +44,8 @@ internal sealed class GatewayMetrics
     private readonly Counter<long> _streams;
     private readonly Counter<long> _streamBytes;
     private readonly Counter<long> _streamChunks;
+    private readonly Counter<long> _uploads;
+    private readonly Counter<long> _uploadBytes;
     private readonly Histogram<double> _streamFirstChunk;
 
     public GatewayMetrics(IMeterFactory meterFactory, RouteTableProvider routes)
@@ -56,6 +58,8 @@ internal sealed class GatewayMetrics
         _streams = meter.CreateCounter<long>("gateway.stream.count", "{stream}", "Streamed replies by outcome: completed, aborted (backend ERROR or broken stream), cancelled (the caller went away).");
         _streamBytes = meter.CreateCounter<long>("gateway.stream.bytes", "By", "Body bytes of streamed replies written to callers.");
         _streamChunks = meter.CreateCounter<long>("gateway.stream.chunks", "{chunk}", "Chunks of streamed replies written to callers.");
+        _uploads = meter.CreateCounter<long>("gateway.upload.count", "{upload}", "Request bodies streamed to backends, by outcome: completed (sent to its end), ended_early (the backend replied first), failed (too large, unreadable, caller gone, backend failure).");
+        _uploadBytes = meter.CreateCounter<long>("gateway.upload.bytes", "By", "Body bytes of streamed request bodies read from callers.");
         _streamFirstChunk = meter.CreateHistogram(
             "gateway.stream.time_to_first_chunk", "s", "Time from routing a request to writing the first chunk of its streamed reply.", tags: null, IpcDiagnostics.DurationAdvice);
         meter.CreateObservableUpDownCounter("gateway.backend.requests.active", () => ObserveInFlight(routes), "{request}", "Requests in flight per backend instance.");
@@ -109,6 +113,14 @@ internal sealed class GatewayMetrics
         _streams.Add(1, tags);
         _streamChunks.Add(chunks, tags);
         _streamBytes.Add(bytes, tags);
+    }
+
+    /// <summary>Records a streamed request body once its request is over: its outcome (<c>completed</c>, <c>ended_early</c>, <c>failed</c>) and the bytes read from the caller.</summary>
+    public void RecordUpload(string route, string backend, string outcome, long bytes)
+    {
+        var tags = new TagList { { RouteTag, route }, { BackendTag, backend }, { OutcomeTag, outcome } };
+        _uploads.Add(1, tags);
+        _uploadBytes.Add(bytes, tags);
     }
 
     /// <summary>The outcome of a request from its final status: what the caller experienced.</summary>

@@ -92,24 +92,84 @@ internal sealed class ForwardingHandler
 
         var budget = route.Timeout;
         EncodeRequestHead(context, writer, correlationId, budget, table.ForwardCallerCredentials);
+        var headLength = writer.WrittenCount;
 
-        if ((context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
-            && !await ReadRequestBodyAsync(context, route, writer).ConfigureAwait(false))
+        UploadBody? upload = null;
+        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
         {
-            return;
+            var (read, streamed) = await ReadOrStreamBodyAsync(context, route, writer, headLength, numbering).ConfigureAwait(false);
+            if (!read)
+            {
+                return;
+            }
+
+            upload = streamed;
         }
 
-        var frame = writer.Complete();
+        using var head = upload is null ? null : new FrameWriter(headLength);
+        try
+        {
+            await ForwardFrameAsync(context, route, first, writer, head, upload, correlationId, table.ForwardCallerCredentials, started).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (upload is not null)
+            {
+                upload.Detach();
+                _metrics.RecordUpload(route.Name, backend.Name, upload.Completed ? "completed" : upload.Failed || context.Response.StatusCode >= 400 ? "failed" : "ended_early", upload.BytesRead);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends the request (its whole frame, or its head and streamed body), then writes the reply or the failure. A
+    /// streamed body makes one attempt, never retried.
+    /// </summary>
+    private async Task ForwardFrameAsync(HttpContext context, GatewayRoute route, BackendInstance first, FrameWriter writer, FrameWriter? head, UploadBody? upload, ulong correlationId, bool forwardCaller, long started)
+    {
+        var request = context.Request;
+        var backend = route.Backend;
+        var budget = route.Timeout;
+        Memory<byte> frame;
+        if (upload is null)
+        {
+            frame = System.Runtime.InteropServices.MemoryMarshal.AsMemory(writer.Complete());
+        }
+        else
+        {
+            // No budget in the head: the upload lasts as long as the caller sends; the gateway CANCELs on its timeouts.
+            EncodeRequestHead(context, head!, correlationId, Timeout.InfiniteTimeSpan, forwardCaller, streamedBody: true);
+            frame = System.Runtime.InteropServices.MemoryMarshal.AsMemory(head!.Complete());
+        }
+
         var idempotent = IsIdempotent(request.Method);
-        var retryable = idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader);
+        var retryable = upload is null && (idempotent || request.Headers.ContainsKey(IdempotencyKeyHeader));
         var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger, context.RequestAborted);
         ResilienceContext? resilienceContext = null;
         DatagramReply reply;
         try
         {
-            var outcome = await StartAttempts(route, attempt, ForwardingAttempt.RunAsync, RunOnce, context.RequestAborted, out resilienceContext).ConfigureAwait(false);
+            var outcome = upload is null
+                ? await StartAttempts(route, attempt, ForwardingAttempt.RunAsync, RunOnce, context.RequestAborted, out resilienceContext).ConfigureAwait(false)
+                : await attempt.RunUploadAsync(frame, upload).ConfigureAwait(false);
             outcome.ThrowIfException();
             reply = outcome.Result!;
+        }
+        catch (BodyTooLargeException ex)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, ex.Message).ConfigureAwait(false);
+            return;
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status400BadRequest && !context.Response.HasStarted)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedRequestBody, $"The request body could not be read: {ex.Message}").ConfigureAwait(false);
+            return;
+        }
+        catch (Exception ex) when (upload is not null && context.RequestAborted.IsCancellationRequested && ex is not DatagramException)
+        {
+            Log.ClientDisconnected(_logger, route.Name, attempt.Last?.SocketPath ?? first.SocketPath);
+            context.Response.StatusCode = 499;
+            return;
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -247,7 +307,7 @@ internal sealed class ForwardingHandler
         var backend = route.Backend;
         using var body = new FrameWriter(InitialFrameSize(context.Request, route.MaxBodySize, withHead: false));
         if ((context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true)
-            && !await ReadRequestBodyAsync(context, route, body).ConfigureAwait(false))
+            && !await ReadRequestBodyAsync(context, route, body, route.MaxBodySize).ConfigureAwait(false))
         {
             return;
         }
@@ -363,7 +423,7 @@ internal sealed class ForwardingHandler
         return (int)Math.Min(head + declared, 1 << 20);
     }
 
-    internal static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget, bool forwardCaller)
+    internal static void EncodeRequestHead(HttpContext context, FrameWriter writer, ulong correlationId, TimeSpan budget, bool forwardCaller, bool streamedBody = false)
     {
         var request = context.Request;
         // The raw target, which the path rule (RequestTargetMiddleware) checked decodes to exactly the routed path.
@@ -386,7 +446,14 @@ internal sealed class ForwardingHandler
         }
 
         var budgetMs = budget == Timeout.InfiniteTimeSpan ? 0u : (uint)Math.Clamp((long)Math.Ceiling(budget.TotalMilliseconds), 1, uint.MaxValue);
-        writer.BeginRequest(correlationId, 1, budgetMs, request.Method, target, traceParent, traceState);
+        if (streamedBody)
+        {
+            writer.BeginRequestHead(correlationId, 1, budgetMs, request.Method, target, traceParent, traceState);
+        }
+        else
+        {
+            writer.BeginRequest(correlationId, 1, budgetMs, request.Method, target, traceParent, traceState);
+        }
 
         // A backend may answer with a streamed reply (docs/protocol.md §4.5); one that does not stream ignores the byte.
         writer.SetFeatures(StreamFeatures.StreamReply);
@@ -447,16 +514,132 @@ internal sealed class ForwardingHandler
         value.TryFormat(buffer, out var written, default, CultureInfo.InvariantCulture) ? buffer[..written] : throw new InvalidOperationException("A uint has at most 10 digits.");
 
     /// <summary>
-    /// Reads the request body into the frame; false after answering with a problem: 413 <c>body-too-large</c> over the
-    /// route's limit, 400 <c>malformed-request-body</c> when Kestrel cannot decode the body (bad chunked framing, a body
-    /// shorter than its Content-Length), which Kestrel would otherwise answer with a bodyless 400.
+    /// Reads the request body into the frame, or starts streaming it (docs/protocol.md §4.5.3): a body larger than the
+    /// backend's <c>StreamBodiesAbove</c> (declared, or read so far) goes to a backend that accepts streamed bodies as an
+    /// <see cref="UploadBody"/> (the part read so far, then the rest as the backend takes it); every other body is read
+    /// whole, up to 16 MiB. Returns false after answering with a problem: 413 <c>body-too-large</c> over the route's limit
+    /// (or over 16 MiB for a backend that takes whole messages only), 400 <c>malformed-request-body</c> when Kestrel
+    /// cannot decode the body (bad chunked framing, a body shorter than its Content-Length), which Kestrel would
+    /// otherwise answer with a bodyless 400.
     /// </summary>
-    private static async ValueTask<bool> ReadRequestBodyAsync(HttpContext context, GatewayRoute route, FrameWriter writer)
+    private static async ValueTask<(bool Read, UploadBody? Upload)> ReadOrStreamBodyAsync(HttpContext context, GatewayRoute route, FrameWriter writer, int headLength, DatagramClient client)
+    {
+        var request = context.Request;
+        var wholeLimit = Math.Min(route.MaxBodySize, ProtocolConstants.DefaultMaxBodyBytes);
+        var threshold = route.StreamBodiesAbove;
+        if (request.ContentLength is { } declared && declared <= threshold)
+        {
+            return (await ReadRequestBodyAsync(context, route, writer, wholeLimit).ConfigureAwait(false), null);
+        }
+
+        long total;
+        bool complete;
+        try
+        {
+            (total, complete) = await ReadPrefixAsync(request.BodyReader, writer, threshold, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status400BadRequest && !context.Response.HasStarted)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.MalformedRequestBody, $"The request body could not be read: {ex.Message}").ConfigureAwait(false);
+            return (false, null);
+        }
+
+        if (total > route.MaxBodySize)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+            return (false, null);
+        }
+
+        if (total <= threshold)
+        {
+            return (true, null);
+        }
+
+        // Larger than the threshold: streamed, even when it ended within the last read (the rule stays exact).
+
+        if (await AcceptsStreamedBodiesAsync(client, route, context.RequestAborted).ConfigureAwait(false))
+        {
+            return (true, new UploadBody(writer.WrittenMemory[headLength..], request.BodyReader, route.MaxBodySize, route.Name));
+        }
+
+        // The backend takes whole messages only: the rest goes into the frame, up to 16 MiB.
+        if (complete)
+        {
+            return (total <= wholeLimit || await RefuseAsync().ConfigureAwait(false), null);
+        }
+
+        if (request.ContentLength > wholeLimit)
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, WholeOnlyDetail(route, request.ContentLength)).ConfigureAwait(false);
+            return (false, null);
+        }
+
+        return (await ReadRequestBodyAsync(context, route, writer, wholeLimit - total).ConfigureAwait(false), null);
+
+        async Task<bool> RefuseAsync()
+        {
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, WholeOnlyDetail(route, total)).ConfigureAwait(false);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Whether the backend (this instance's client) announced streamed request bodies in its most recent PONG; asks with a
+    /// PING (at most a second, or the route's timeout) when no PONG has come yet.
+    /// </summary>
+    private static async ValueTask<bool> AcceptsStreamedBodiesAsync(DatagramClient client, GatewayRoute route, CancellationToken aborted)
+    {
+        if (client.BackendFeatures is null)
+        {
+            var wait = route.Timeout == Timeout.InfiniteTimeSpan || route.Timeout > TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : route.Timeout;
+            await client.PingAsync(wait, aborted).ConfigureAwait(false);
+        }
+
+        return client.BackendFeatures is { } features && (features & StreamFeatures.StreamRequest) != 0;
+    }
+
+    /// <summary>Reads the body into the frame until it ends or more than <paramref name="threshold"/> bytes were read.</summary>
+    private static async ValueTask<(long Total, bool Complete)> ReadPrefixAsync(PipeReader reader, FrameWriter writer, long threshold, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            total += buffer.Length;
+            foreach (var segment in buffer)
+            {
+                writer.WriteBody(segment.Span);
+            }
+
+            reader.AdvanceTo(buffer.End);
+            if (result.IsCompleted)
+            {
+                return (total, true);
+            }
+
+            if (total > threshold)
+            {
+                return (total, false);
+            }
+        }
+    }
+
+    private static string WholeOnlyDetail(GatewayRoute route, long? length) => string.Create(
+        CultureInfo.InvariantCulture,
+        $"The body {(length is { } n ? $"has {n} bytes" : "exceeds 16 MiB")}; backend '{route.Backend.Name}' takes a body of at most {ProtocolConstants.DefaultMaxBodyBytes} bytes in one message and does not accept streamed request bodies (its PONG does not announce STREAM_REQUEST).");
+
+    /// <summary>
+    /// Reads the request body into the frame; false after answering with a problem: 413 <c>body-too-large</c> over
+    /// <paramref name="limit"/>, 400 <c>malformed-request-body</c> when Kestrel cannot decode the body (bad chunked
+    /// framing, a body shorter than its Content-Length), which Kestrel would otherwise answer with a bodyless 400.
+    /// </summary>
+    private static async ValueTask<bool> ReadRequestBodyAsync(HttpContext context, GatewayRoute route, FrameWriter writer, long limit)
     {
         long length;
         try
         {
-            length = await ReadBodyAsync(context.Request.BodyReader, writer, route.MaxBodySize, context.RequestAborted).ConfigureAwait(false);
+            length = await ReadBodyAsync(context.Request.BodyReader, writer, limit, context.RequestAborted).ConfigureAwait(false);
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status400BadRequest && !context.Response.HasStarted)
         {
@@ -466,7 +649,10 @@ internal sealed class ForwardingHandler
 
         if (length < 0)
         {
-            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, BodyTooLargeDetail(route, null)).ConfigureAwait(false);
+            var detail = route.Backend.Mode == BackendMode.Envelope && route.MaxBodySize > ProtocolConstants.DefaultMaxBodyBytes
+                ? WholeOnlyDetail(route, null)
+                : BodyTooLargeDetail(route, null);
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, detail).ConfigureAwait(false);
             return false;
         }
 

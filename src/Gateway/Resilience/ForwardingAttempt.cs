@@ -162,6 +162,56 @@ internal sealed class ForwardingAttempt
         return Outcome.FromResult(reply);
     }
 
+    /// <summary>
+    /// The one attempt of a request whose body is streamed (docs/protocol.md §4.5.3), never retried: the body is consumed
+    /// as it is sent. As <see cref="RunOnceAsync"/> (in-flight slot, circuit breaker, client span); the client's waits for
+    /// the backend (credit, then the reply after END) are each bounded by the route's timeout, while the caller's own
+    /// pace of sending is bounded by Kestrel's minimum request body data rate. Never throws.
+    /// </summary>
+    public ValueTask<Outcome<DatagramReply>> RunUploadAsync(Memory<byte> head, Stream body)
+    {
+        try
+        {
+            var (instance, _, remaining) = Begin();
+            var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
+            return ExecuteOnInstanceAsync(
+                instance,
+                remaining,
+                static state => SendUploadAsync(state.client, state.head, state.body, state.timeout, state.timeProvider, state.callerAborted),
+                (client, head, body, timeout: Route.Timeout, timeProvider: _timeProvider, callerAborted: CallerAborted),
+                CallerAborted);
+        }
+        catch (Exception ex)
+        {
+            return new(Outcome.FromException<DatagramReply>(ex));
+        }
+    }
+
+    private static async ValueTask<Outcome<DatagramReply>> SendUploadAsync(DatagramClient client, Memory<byte> head, Stream body, TimeSpan timeout, TimeProvider timeProvider, CancellationToken callerAborted)
+    {
+        var traced = IpcDiagnostics.BeginClientAttempt(client, head.Span, timeProvider);
+        DatagramReply reply;
+        try
+        {
+            reply = await client.SendStreamedAsync(head, body, timeout, callerAborted).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            traced.Complete(ex);
+            return Outcome.FromException<DatagramReply>(ex);
+        }
+
+        traced.Complete(reply);
+        if (reply.Kind == MessageKind.Error && reply.Error.Code == IpcErrorCode.Overloaded)
+        {
+            var message = reply.Error.GetMessage();
+            reply.Dispose();
+            return Outcome.FromException<DatagramReply>(new DatagramException(DatagramFailure.BackendOverloaded, client.BackendPath, OverloadedReplyPrefix + message));
+        }
+
+        return Outcome.FromResult(reply);
+    }
+
     /// <summary>Like <see cref="RunEnvelopeAsync"/>: not async itself; a failure to start is the returned outcome.</summary>
     private ValueTask<Outcome<RawReply>> RunRawAsync(CancellationToken cancellationToken)
     {

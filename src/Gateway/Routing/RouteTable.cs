@@ -68,6 +68,9 @@ internal sealed class GatewayRoute
 
     public required long MaxBodySize { get; init; }
 
+    /// <summary>Bodies larger than this are streamed to a backend that accepts streamed request bodies.</summary>
+    public long StreamBodiesAbove => Backend.StreamBodiesAbove;
+
     public string? ContentType { get; init; }
 
     /// <summary>The route's own allow-lists, checked after the global ones; null = none.</summary>
@@ -92,6 +95,8 @@ internal sealed class GatewayBackend
     public required TimeSpan Timeout { get; init; }
 
     public required long MaxBodySize { get; init; }
+
+    public long StreamBodiesAbove { get; init; } = 1024 * 1024;
 
     public required TimeSpan SendTimeout { get; init; }
 
