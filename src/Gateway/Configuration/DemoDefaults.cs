@@ -35,14 +35,21 @@ internal static class DemoDefaults
             options.DemoBackend.SocketPath = Path.Combine(directory, "demo-echo.sock");
         }
 
-        options.Backends.TryAdd(BackendName, new BackendOptions { Instances = [SocketPath(options)], Timeout = TimeSpan.FromSeconds(10) });
+        options.Backends.TryAdd(BackendName, new BackendOptions
+        {
+            Instances = [SocketPath(options)],
+            Timeout = TimeSpan.FromSeconds(10),
+
+            // The demo echo accepts streamed uploads (held in memory at most 1 MiB at a time): show them off up to 1 GiB.
+            MaxBodySize = 1L << 30,
+        });
         options.Routes.TryAdd(RouteName, new RouteOptions
         {
             Path = RoutePath,
             Backend = BackendName,
             Summary = "Echo (in-process demo backend)",
             Description = "Replies with the request body, or with \"METHOD target\" when the body is empty. "
-                + "Headers x-echo-delay-ms and x-echo-status delay the reply and choose its status; x-echo-stream-count (with x-echo-stream-interval-ms, x-echo-stream-chunk-bytes) streams N chunks, x-echo-stream: 1 streams the body back.",
+                + "Headers x-echo-delay-ms and x-echo-status delay the reply and choose its status; x-echo-stream-count (with x-echo-stream-interval-ms, x-echo-stream-chunk-bytes) streams N chunks, x-echo-stream: 1 streams the body back. Bodies over 1 MiB (up to 1 GiB) are streamed to the echo as they arrive.",
         });
     }
 }
