@@ -107,9 +107,12 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
     }
 
     /// <summary>
-    /// A streamed upload (docs/protocol.md §4.5.3) is echoed as it arrives: as a streamed reply when the client accepts
-    /// one (in chunks of <c>x-echo-stream-chunk-bytes</c>, 64 KiB by default), else collected into one reply of at most
-    /// 16 MiB (ERROR <c>TOO_LARGE</c> beyond). An empty upload gets the text an empty body gets.
+    /// A streamed upload (docs/protocol.md §4.5.3) is echoed: with <c>x-echo-stream: 1</c> (and a client that accepts
+    /// streamed replies) as it arrives, as a streamed reply in chunks of <c>x-echo-stream-chunk-bytes</c> (64 KiB by
+    /// default): full duplex, for callers that read while they send, as curl does; else collected into one reply of at
+    /// most 16 MiB (ERROR <c>TOO_LARGE</c> beyond), which suits callers that send the whole body before they read
+    /// (HttpClient, most libraries): a reply streamed at them while they still send would stall both ways once the
+    /// buffers between are full. An empty upload gets the text an empty body gets.
     /// </summary>
     private static async ValueTask<BackendResponse> EchoUploadAsync(BackendRequest request, int status, CancellationToken cancellationToken)
     {
@@ -122,7 +125,7 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
             return BackendResponse.Text($"{request.Method} {request.Target}\n", status);
         }
 
-        if (request.AcceptsStreamedReply)
+        if (request.AcceptsStreamedReply && Setting(request, "x-echo-stream") == "1")
         {
             return BackendResponse.Stream(
                 async (stream, ct) =>

@@ -557,7 +557,9 @@ internal sealed class ForwardingHandler
 
         // Larger than the threshold: streamed, even when it ended within the last read (the rule stays exact).
 
-        if (await AcceptsStreamedBodiesAsync(client, route, context.RequestAborted).ConfigureAwait(false))
+        // A streamed body's REQUEST_HEAD is one datagram (§4.5.3): a request whose header fields do not fit one goes whole.
+        var headFits = headLength <= ProtocolConstants.MaxDatagram;
+        if (headFits && await AcceptsStreamedBodiesAsync(client, route, context.RequestAborted).ConfigureAwait(false))
         {
             return (true, new UploadBody(writer.WrittenMemory[headLength..], request.BodyReader, route.MaxBodySize, route.Name));
         }
@@ -570,15 +572,15 @@ internal sealed class ForwardingHandler
 
         if (request.ContentLength > wholeLimit)
         {
-            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, WholeOnlyDetail(route, request.ContentLength)).ConfigureAwait(false);
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, WholeOnlyDetail(route, request.ContentLength, headFits ? null : headLength)).ConfigureAwait(false);
             return (false, null);
         }
 
-        return (await ReadRequestBodyAsync(context, route, writer, wholeLimit - total).ConfigureAwait(false), null);
+        return (await ReadRequestBodyAsync(context, route, writer, wholeLimit - total, headFits ? null : headLength).ConfigureAwait(false), null);
 
         async Task<bool> RefuseAsync()
         {
-            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, WholeOnlyDetail(route, total)).ConfigureAwait(false);
+            await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, WholeOnlyDetail(route, total, headFits ? null : headLength)).ConfigureAwait(false);
             return false;
         }
     }
@@ -625,16 +627,21 @@ internal sealed class ForwardingHandler
         }
     }
 
-    private static string WholeOnlyDetail(GatewayRoute route, long? length) => string.Create(
-        CultureInfo.InvariantCulture,
-        $"The body {(length is { } n ? $"has {n} bytes" : "exceeds 16 MiB")}; backend '{route.Backend.Name}' takes a body of at most {ProtocolConstants.DefaultMaxBodyBytes} bytes in one message and does not accept streamed request bodies (its PONG does not announce STREAM_REQUEST).");
+    private static string WholeOnlyDetail(GatewayRoute route, long? length, int? headLength)
+    {
+        var size = length is { } n ? string.Create(CultureInfo.InvariantCulture, $"has {n} bytes") : "exceeds 16 MiB";
+        var why = headLength is { } h
+            ? string.Create(CultureInfo.InvariantCulture, $"a streamed body needs its request head in one datagram, but this request's header fields take {h} bytes (at most {ProtocolConstants.MaxDatagram}): send fewer or smaller header fields.")
+            : "does not accept streamed request bodies (its PONG does not announce STREAM_REQUEST).";
+        return string.Create(CultureInfo.InvariantCulture, $"The body {size}; backend '{route.Backend.Name}' takes a body of at most {ProtocolConstants.DefaultMaxBodyBytes} bytes in one message and {why}");
+    }
 
     /// <summary>
     /// Reads the request body into the frame; false after answering with a problem: 413 <c>body-too-large</c> over
     /// <paramref name="limit"/>, 400 <c>malformed-request-body</c> when Kestrel cannot decode the body (bad chunked
     /// framing, a body shorter than its Content-Length), which Kestrel would otherwise answer with a bodyless 400.
     /// </summary>
-    private static async ValueTask<bool> ReadRequestBodyAsync(HttpContext context, GatewayRoute route, FrameWriter writer, long limit)
+    private static async ValueTask<bool> ReadRequestBodyAsync(HttpContext context, GatewayRoute route, FrameWriter writer, long limit, int? oversizedHead = null)
     {
         long length;
         try
@@ -650,7 +657,7 @@ internal sealed class ForwardingHandler
         if (length < 0)
         {
             var detail = route.Backend.Mode == BackendMode.Envelope && route.MaxBodySize > ProtocolConstants.DefaultMaxBodyBytes
-                ? WholeOnlyDetail(route, null)
+                ? WholeOnlyDetail(route, null, oversizedHead)
                 : BodyTooLargeDetail(route, null);
             await GatewayProblems.WriteAsync(context, GatewayFailure.BodyTooLarge, detail).ConfigureAwait(false);
             return false;
