@@ -363,6 +363,13 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                 var senderText = FormatAddress(address);
                 Log.DroppedMalformed(_logger, dropLevel, datagram.Length, senderText, ex.Reason, ex.Message);
             }
+
+            // A CREDIT whose payload is not 4 bytes, for an open stream, breaks that stream (§7).
+            if (datagram.Length >= ProtocolConstants.HeaderSize && datagram[0] == 0x47 && datagram[1] == 0x44 && datagram[3] == (byte)MessageKind.Credit && address.Size > 2)
+            {
+                BreakStream(address, System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(datagram[8..]));
+            }
+
             return;
         }
 
@@ -431,6 +438,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                         Log.DroppedMalformed(_logger, creditDropLevel, datagram.Length, senderText, ex.Reason, ex.Message);
                     }
 
+                    BreakStream(address, header.CorrelationId);
                     return;
                 }
 
@@ -890,6 +898,10 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                     Interlocked.Increment(ref Statistics._streamsCancelled);
                     Log.CancelledByClient(_logger, cid);
                 }
+                else if (entry.Reason == CancelReason.Violation)
+                {
+                    last = ErrorFrame(cid, request.Attempt, IpcErrorCode.Malformed, "A CREDIT for this stream broke the rules (docs/protocol.md 4.5.5: 4 bytes, 1 to 2,147,483,647).");
+                }
                 else
                 {
                     last = ErrorFrame(cid, request.Attempt, IpcErrorCode.Overloaded, "The backend is shutting down.");
@@ -911,6 +923,21 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         {
             _streams.TryRemove(new KeyValuePair<RequestKey, ReplyStreamWriter>(entry.Key, stream));
             _cache.Complete(entry, ErrorFrame(cid, request.Attempt, IpcErrorCode.Internal, "A streamed reply cannot be replayed."), _timeProvider.GetUtcNow());
+        }
+    }
+
+    /// <summary>A malformed CREDIT for an open reply stream breaks it (§7): the stream ends with ERROR MALFORMED.</summary>
+    private void BreakStream(SocketAddress address, ulong correlationId)
+    {
+        if (_streams.IsEmpty)
+        {
+            return;
+        }
+
+        var key = new RequestKey(RequestKey.CopyAddress(address), correlationId);
+        if (_streams.ContainsKey(key) && _cache.Find(key, _timeProvider.GetUtcNow()) is { Reply: null } broken)
+        {
+            broken.Cancel(CancelReason.Violation);
         }
     }
 

@@ -52,6 +52,9 @@ internal enum CancelReason
 
     /// <summary>The server shut down.</summary>
     Shutdown = 2,
+
+    /// <summary>The client broke a rule of the request's reply stream (a malformed CREDIT).</summary>
+    Violation = 3,
 }
 
 /// <summary>

@@ -46,6 +46,47 @@ public class StreamingTests
         }
     }
 
+    [Theory]
+    [InlineData(0u, 4)]
+    [InlineData(2_147_483_648u, 4)]
+    [InlineData(100u, 3)]
+    public async Task MalformedCredit_BreaksTheReplyStream_WithErrorMalformed(uint bytes, int payloadLength)
+    {
+        // docs/protocol.md §7: a CREDIT of 0, over 2,147,483,647 or not 4 bytes breaks the stream; the backend answers ERROR MALFORMED.
+        using var dir = new TempSocketDirectory();
+        await using var server = await StartAsync(dir.Socket("b"), (request, token) => ValueTask.FromResult(BackendResponse.Stream(
+            async (stream, ct) =>
+            {
+                while (true)
+                {
+                    await stream.WriteAsync("tick"u8.ToArray(), ct);
+                }
+            },
+            "text/plain")));
+        using var client = new Gateway.Ipc.Tests.Backend.TestClient(server.SocketPath);
+        using var writer = new FrameWriter();
+        writer.BeginRequest(91, 1, 0, "GET", "/ticks");
+        writer.SetFeatures(StreamFeatures.StreamReply);
+        client.SendRaw(writer.Complete().Span);
+        var head = await client.ReceiveAsync();
+        Assert.Equal(MessageKind.ResponseHead, head.Header.Kind);
+
+        var credit = new byte[ProtocolConstants.HeaderSize + payloadLength];
+        new FrameHeader(MessageKind.Credit, MessageFlags.None, 1, 91, 0, (uint)payloadLength).Write(credit);
+        if (payloadLength == 4)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(credit.AsSpan(ProtocolConstants.HeaderSize), bytes);
+        }
+
+        client.SendRaw(credit);
+
+        var reply = await client.ReceiveAsync();
+        Assert.Equal(MessageKind.Error, reply.Header.Kind);
+        Assert.Equal(IpcErrorCode.Malformed, reply.ErrorCode);
+        Assert.Contains("CREDIT", reply.ErrorMessage, StringComparison.Ordinal);
+        Assert.Equal(0, server.OpenStreamCount);
+    }
+
     [Fact]
     public async Task StreamedReply_HeadThenChunksInOrderThenEnd()
     {
