@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
+
 using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Transport;
@@ -100,7 +100,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         _backendAddressBytes = _backendAddress.Buffer.Span[.._backendAddress.Size].ToArray();
         _reassembler = new Reassembler(_options.MaxMessageBytes, _options.MaxReassemblyBytes, _options.ReassemblyTimeout, _timeProvider);
         Statistics = new DatagramClientStatistics(_reassembler.Statistics);
-        _nextCorrelationId = BitConverter.ToInt64(RandomNumberGenerator.GetBytes(8));
+        _nextCorrelationId = BitConverter.ToInt64(Transport.SecureRandom.GetBytes(8));
 
         _socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         try
@@ -377,7 +377,7 @@ public sealed partial class DatagramClient : IAsyncDisposable, IDisposable
         // A random 64-bit name; a collision is astronomically unlikely, but retry anyway.
         for (var attempt = 0; ; attempt++)
         {
-            var name = "gw-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+            var name = "gw-" + Convert.ToHexStringLower(Transport.SecureRandom.GetBytes(8));
             try
             {
                 socket.Bind(new UnixDomainSocketEndPoint("\0" + name));

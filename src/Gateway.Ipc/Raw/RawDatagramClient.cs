@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
+
 using Gateway.Ipc.Client;
 using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
@@ -52,7 +52,7 @@ public sealed partial class RawDatagramClient : IAsyncDisposable, IDisposable
         _logger = (ILogger?)loggerFactory?.CreateLogger<RawDatagramClient>() ?? NullLogger.Instance;
         _serverAddress = new UnixDomainSocketEndPoint(options.ServerPath).Serialize();
         _slots = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
-        _namePrefix = "gw-raw-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)) + "-";
+        _namePrefix = "gw-raw-" + Convert.ToHexStringLower(Transport.SecureRandom.GetBytes(6)) + "-";
     }
 
     /// <summary>Path of the server's socket.</summary>

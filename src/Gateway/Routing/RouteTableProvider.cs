@@ -28,7 +28,7 @@ internal sealed class RouteTableProvider : IAsyncDisposable
     private CancellationTokenSource _routingChangeSource = new();
     private CancellationTokenSource _changeSource;
     private RouteTable _current;
-    private readonly string _replyPrefix = "gw-reply-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)) + "-";
+    private readonly string _replyPrefix = "gw-reply-" + Guid.NewGuid().ToString("n")[..12] + "-";
     private readonly DatagramTap _tap;
     private long _replyCounter;
     private string? _replyDirectory;
