@@ -192,7 +192,7 @@ internal sealed class DemoEchoHandler(TimeProvider timeProvider)
         {
             if (whole.Length + read > limit)
             {
-                return BackendResponse.Error(Gateway.Ipc.Protocol.IpcErrorCode.TooLarge, $"The echo collects at most {limit} bytes for a client that does not accept streamed replies.");
+                return BackendResponse.Error(Gateway.Ipc.Protocol.IpcErrorCode.TooLarge, $"The echo collects at most {limit} bytes into one reply; with x-echo-stream: 1 it streams a larger body back as it arrives.");
             }
 
             whole.Write(buffer, 0, read);
