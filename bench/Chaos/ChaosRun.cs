@@ -287,9 +287,11 @@ internal sealed class ChaosRun(ChaosOptions options)
 
     private void Start(Backend backend)
     {
+        ChildProcess? old;
         lock (backend)
         {
-            backend.Process?.Dispose();
+            // Replace first, dispose after: another thread may be reading the old one's HasExited.
+            old = backend.Process;
             backend.Process = ChildProcess.Start(
                 backend.LogPath,
                 options.BackendDll,
@@ -298,6 +300,8 @@ internal sealed class ChaosRun(ChaosOptions options)
                 "--Logging:LogLevel:Default=Warning");
             backend.Starts++;
         }
+
+        old?.Dispose();
     }
 
     private static async Task KillAsync(Backend backend)

@@ -17,7 +17,31 @@ internal sealed partial class ChildProcess : IDisposable
 
     public int Id => _process.Id;
 
-    public bool HasExited => _process.HasExited;
+    private volatile bool _disposed;
+
+    /// <summary>
+    /// True once the process has exited or this object was disposed. Safe to read from any thread while another one
+    /// disposes it (a restart replaces a backend's process while the chaos loop looks at which instances are up).
+    /// </summary>
+    public bool HasExited
+    {
+        get
+        {
+            if (_disposed)
+            {
+                return true;
+            }
+
+            try
+            {
+                return _process.HasExited;
+            }
+            catch (InvalidOperationException)
+            {
+                return true;
+            }
+        }
+    }
 
     public int ExitCode => _process.ExitCode;
 
@@ -44,7 +68,7 @@ internal sealed partial class ChildProcess : IDisposable
     /// <summary>Sends a signal (9 = SIGKILL, 15 = SIGTERM).</summary>
     public void Signal(int signal)
     {
-        if (!_process.HasExited)
+        if (!HasExited)
         {
             _ = Kill(_process.Id, signal);
         }
@@ -54,6 +78,7 @@ internal sealed partial class ChildProcess : IDisposable
 
     public void Dispose()
     {
+        _disposed = true;
         try
         {
             if (!_process.HasExited)
