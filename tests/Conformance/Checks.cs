@@ -71,6 +71,7 @@ internal static class Checks
         ("large-5MiB", ctx => LargeAsync(ctx, 5 << 20)),
         ("largest-message", LargestMessageAsync),
         ("too-large", TooLargeAsync),
+        .. StreamChecks.All,
     ];
 
     private static (CheckOutcome, string) Pass(string detail) => (CheckOutcome.Pass, detail);

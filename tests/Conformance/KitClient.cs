@@ -233,10 +233,11 @@ internal static class Frames
 {
     public static ulong NewId() => (ulong)Random.Shared.NextInt64(1, long.MaxValue);
 
-    public static byte[] Request(ulong id, ushort attempt, uint budgetMs, string method, string target, IEnumerable<(string Name, string Value)>? headers = null, byte[]? body = null)
+    public static byte[] Request(ulong id, ushort attempt, uint budgetMs, string method, string target, IEnumerable<(string Name, string Value)>? headers = null, byte[]? body = null, StreamFeatures features = StreamFeatures.None)
     {
         using var writer = new FrameWriter();
         writer.BeginRequest(id, attempt, budgetMs, method, target);
+        writer.SetFeatures(features);
         foreach (var (name, value) in headers ?? [])
         {
             writer.AddHeader(name, value);
@@ -244,6 +245,45 @@ internal static class Frames
 
         writer.WriteBody(body ?? []);
         return writer.Complete().ToArray();
+    }
+
+    /// <summary>A REQUEST_HEAD (§4.5.3): a request whose body follows as CHUNKs.</summary>
+    public static byte[] RequestHead(ulong id, ushort attempt, string method, string target, IEnumerable<(string Name, string Value)>? headers = null, StreamFeatures features = StreamFeatures.None)
+    {
+        using var writer = new FrameWriter();
+        writer.BeginRequestHead(id, attempt, 0, method, target);
+        writer.SetFeatures(features);
+        foreach (var (name, value) in headers ?? [])
+        {
+            writer.AddHeader(name, value);
+        }
+
+        return writer.Complete().ToArray();
+    }
+
+    /// <summary>A CHUNK (§4.5.4).</summary>
+    public static byte[] Chunk(ulong id, ushort attempt, uint sequence, ReadOnlySpan<byte> data)
+    {
+        using var writer = new FrameWriter();
+        writer.WriteChunk(id, attempt, sequence, data);
+        return writer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>An END or CREDIT with a hand-made payload (which may break the rules of §4.5.4 and §4.5.5).</summary>
+    public static byte[] StreamControl(MessageKind kind, ulong id, ushort attempt, byte[] payload)
+    {
+        var datagram = new byte[ProtocolConstants.HeaderSize + payload.Length];
+        new FrameHeader(kind, MessageFlags.None, attempt, id, 0, (uint)payload.Length).Write(datagram);
+        payload.CopyTo(datagram, ProtocolConstants.HeaderSize);
+        return datagram;
+    }
+
+    /// <summary>An END or CREDIT carrying <paramref name="value"/>.</summary>
+    public static byte[] StreamControl(MessageKind kind, ulong id, ushort attempt, uint value)
+    {
+        var payload = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, value);
+        return StreamControl(kind, id, attempt, payload);
     }
 
     public static byte[] Control(MessageKind kind, ulong id, ushort attempt)

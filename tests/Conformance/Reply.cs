@@ -39,6 +39,12 @@ internal sealed class Reply
 
     public IpcErrorCode ErrorCode { get; private set; }
 
+    /// <summary>A CHUNK's sequence number.</summary>
+    public uint Sequence { get; private set; }
+
+    /// <summary>An END's chunk count, or a CREDIT's bytes.</summary>
+    public uint Value { get; private set; }
+
     public string ErrorMessage { get; private set; } = "";
 
     public MessageKind Kind => Header.Kind;
@@ -96,6 +102,10 @@ internal sealed class Reply
         {
             MessageKind.Response => $"RESPONSE {Status}{flags}, {Body.Length} B body",
             MessageKind.Error => $"ERROR {ErrorCode}{flags} \"{ErrorMessage}\"",
+            MessageKind.ResponseHead => $"RESPONSE_HEAD {Status}",
+            MessageKind.Chunk => $"CHUNK {Sequence}, {Body.Length} B",
+            MessageKind.End => $"END {Value}",
+            MessageKind.Credit => $"CREDIT {Value}",
             _ => $"{Kind}{flags}",
         };
         return $"{what} (id {CorrelationId:x}, attempt {Attempt})";
@@ -150,6 +160,29 @@ internal sealed class Reply
                 return error.Message.Length > ProtocolConstants.MaxErrorMessageLength ? "the ERROR message is longer than 1,024 bytes (§4.3)" : null;
             case MessageKind.Pong:
                 return Payload.Length == 0 ? null : "a PONG with a payload (§4.4)";
+            case MessageKind.ResponseHead:
+                var head = ResponseView.ReadHead(Payload);
+                Status = head.Status;
+                var fields = new List<KeyValuePair<string, string>>();
+                string? headProblem = null;
+                foreach (var field in head.Headers)
+                {
+                    fields.Add(new(Encoding.ASCII.GetString(field.Name), Encoding.UTF8.GetString(field.Value)));
+                    headProblem ??= HeaderProblem(field.Name, field.Value);
+                }
+
+                Headers = fields;
+                return headProblem ?? (Datagrams > 1 ? "a RESPONSE_HEAD was fragmented (§4.5.2)" : null);
+            case MessageKind.Chunk:
+                Body = StreamFrames.ReadChunk(Payload, out var sequence).ToArray();
+                Sequence = sequence;
+                return Datagrams > 1 ? "a CHUNK was fragmented (§4.5.4)" : null;
+            case MessageKind.End:
+                Value = StreamFrames.ReadEnd(Payload);
+                return null;
+            case MessageKind.Credit:
+                Value = StreamFrames.ReadCredit(Payload);
+                return null;
             default:
                 return $"a backend sent {Header.Kind}, a kind only clients send (§3)";
         }

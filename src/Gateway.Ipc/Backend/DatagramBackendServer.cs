@@ -878,7 +878,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
 
         // The deadline was for the head: once it is sent the stream lasts while the client grants credit.
         entry.Cancellation.CancelAfter(Timeout.InfiniteTimeSpan);
-        var stream = new ReplyStreamWriter(frame => SendReplyAsync(frame, destination, cid).AsTask(), cid, request.Attempt);
+        var stream = new ReplyStreamWriter(frame => SendReplyAsync(frame, destination, cid), cid, request.Attempt, token);
         _streams[entry.Key] = stream;
         Interlocked.Increment(ref Statistics._streamsStarted);
         byte[]? last = null;
@@ -890,6 +890,11 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
                 await response.StreamBody!(stream, token).ConfigureAwait(false);
                 last = ErrorFrame(cid, request.Attempt, 0, null);
                 StreamFrames.WriteControl(last, MessageKind.End, cid, request.Attempt, stream.ChunkCount);
+            }
+            catch (StreamClientGoneException)
+            {
+                // The client took no CHUNK (it is gone, or read nothing for ReplySendTimeout): nothing more can reach it.
+                Interlocked.Increment(ref Statistics._streamsCancelled);
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
             {
@@ -1058,17 +1063,19 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// client), otherwise through the client's own send queue, which fails it only when the client accepts no datagram
     /// for <see cref="DatagramBackendOptions.ReplySendTimeout"/>. Never throws; failures are counted.
     /// </summary>
-    private async ValueTask SendReplyAsync(byte[] frame, SocketAddress destination, ulong correlationId)
+    /// <returns>Whether the datagram was sent (false: the client is gone or took nothing for the send timeout).</returns>
+    private async ValueTask<bool> SendReplyAsync(byte[] frame, SocketAddress destination, ulong correlationId)
     {
         var queues = _replyQueues!;
         try
         {
             if (queues.TrySendNow(frame, destination))
             {
-                return;
+                return true;
             }
 
             await queues.EnqueueAsync(frame, destination, CancellationToken.None).ConfigureAwait(false);
+            return true;
         }
         catch (DatagramSendException ex) when (ex.Failure == Client.DatagramFailure.BackendOverloaded)
         {
@@ -1080,6 +1087,8 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             Interlocked.Increment(ref Statistics._replyFailures);
             Log.ReplyFailed(_logger, correlationId, FormatAddress(destination), ex.SocketError);
         }
+
+        return false;
     }
 
     /// <summary>

@@ -8,19 +8,25 @@ namespace Gateway.Ipc.Backend;
 /// </summary>
 internal sealed class ReplyStreamWriter : Stream
 {
-    private readonly Func<byte[], Task> _send;
+    private readonly Func<byte[], ValueTask<bool>> _send;
     private readonly ulong _correlationId;
     private readonly ushort _attempt;
+    private readonly CancellationToken _stopped;
     private readonly Lock _lock = new();
     private long _credit;
     private TaskCompletionSource? _creditWaiter;
     private uint _sequence;
 
-    public ReplyStreamWriter(Func<byte[], Task> send, ulong correlationId, ushort attempt)
+    /// <param name="send">Sends one CHUNK; false when the client is gone (the stream then ends).</param>
+    /// <param name="correlationId">The stream's correlation ID.</param>
+    /// <param name="attempt">The request's attempt.</param>
+    /// <param name="stopped">Fires on CANCEL, a broken rule or shutdown: no CHUNK is sent after it, whatever token a write got.</param>
+    public ReplyStreamWriter(Func<byte[], ValueTask<bool>> send, ulong correlationId, ushort attempt, CancellationToken stopped)
     {
         _send = send;
         _correlationId = correlationId;
         _attempt = attempt;
+        _stopped = stopped;
     }
 
     /// <summary>The number of CHUNKs sent.</summary>
@@ -66,9 +72,17 @@ internal sealed class ReplyStreamWriter : Stream
         while (!buffer.IsEmpty)
         {
             var n = await WaitForCreditAsync(buffer.Length, cancellationToken).ConfigureAwait(false);
+
+            // Credit may have come after a CANCEL (the client's CREDIT and CANCEL cross): a stopped stream sends nothing.
+            _stopped.ThrowIfCancellationRequested();
+            cancellationToken.ThrowIfCancellationRequested();
             using var writer = new FrameWriter(ProtocolConstants.HeaderSize + 4 + n);
             writer.WriteChunk(_correlationId, _attempt, _sequence, buffer.Span[..n]);
-            await _send(writer.WrittenMemory.ToArray()).ConfigureAwait(false);
+            if (!await _send(writer.WrittenMemory.ToArray()).ConfigureAwait(false))
+            {
+                throw new StreamClientGoneException();
+            }
+
             _sequence++;
             BytesSent += n;
             buffer = buffer[n..];
@@ -111,7 +125,10 @@ internal sealed class ReplyStreamWriter : Stream
                 wait = _creditWaiter.Task;
             }
 
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await wait.WaitAsync(cancellationToken).WaitAsync(_stopped).ConfigureAwait(false);
         }
     }
 }
+
+/// <summary>A CHUNK could not be sent: the client is gone or took nothing for the reply send timeout. The stream ends.</summary>
+internal sealed class StreamClientGoneException() : IOException("The client no longer takes this stream's datagrams.");

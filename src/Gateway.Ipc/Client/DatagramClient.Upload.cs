@@ -99,7 +99,8 @@ public sealed partial class DatagramClient
                 await SendFrameAsync(head, entry).ConfigureAwait(false);
             }
 
-            if (!entry.Task.IsCompleted)
+            // A RESPONSE_HEAD does not end the upload (full duplex): under load it can arrive before this line runs.
+            if (!entry.Task.IsCompleted || entry.Task is { IsCompletedSuccessfully: true, Result.IsStreamed: true })
             {
                 pump = PumpAsync(entry, upload, header.Attempt, body, timeout);
             }

@@ -88,6 +88,78 @@ public class StreamingTests
     }
 
     [Fact]
+    public async Task CreditAfterCancel_IsNeverUsed_EvenByAHandlerThatIgnoresItsToken()
+    {
+        // Found by the conformance kit's stream-cancel check: a CREDIT that crosses a CANCEL woke the writer, which sent on.
+        using var dir = new TempSocketDirectory();
+        await using var server = await StartAsync(dir.Socket("b"), (request, token) => ValueTask.FromResult(BackendResponse.Stream(
+            async (stream, _) =>
+            {
+                while (true)
+                {
+                    await stream.WriteAsync("tick"u8.ToArray(), CancellationToken.None); // the writer must stop by itself
+                }
+            },
+            "text/plain")));
+        using var client = new Gateway.Ipc.Tests.Backend.TestClient(server.SocketPath);
+        using var writer = new FrameWriter();
+        writer.BeginRequest(92, 1, 0, "GET", "/ticks");
+        writer.SetFeatures(StreamFeatures.StreamReply);
+        client.SendRaw(writer.Complete().Span);
+        Assert.Equal(MessageKind.ResponseHead, (await client.ReceiveAsync()).Header.Kind);
+
+        client.SendControl(MessageKind.Cancel, 92, 1);
+        var credit = new byte[StreamFrames.ControlSize];
+        StreamFrames.WriteControl(credit, MessageKind.Credit, 92, 1, 1_000_000);
+        client.SendRaw(credit);
+        client.SendControl(MessageKind.Ping, 93, 1);
+
+        // The backend reads in order: CANCEL, CREDIT, PING. Nothing of the cancelled stream may come before the PONG.
+        var next = await client.ReceiveAsync();
+        Assert.Equal(MessageKind.Pong, next.Header.Kind);
+    }
+
+    [Fact]
+    public async Task ClientGone_TheReplyStreamEnds_InsteadOfSendingIntoNothing()
+    {
+        using var dir = new TempSocketDirectory();
+        var ended = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await StartAsync(dir.Socket("b"), (request, token) => ValueTask.FromResult(BackendResponse.Stream(
+            async (stream, ct) =>
+            {
+                try
+                {
+                    while (true)
+                    {
+                        await stream.WriteAsync("tick"u8.ToArray(), ct);
+                    }
+                }
+                catch (Exception e)
+                {
+                    ended.TrySetResult(e);
+                    throw;
+                }
+            },
+            "text/plain")));
+        var client = new Gateway.Ipc.Tests.Backend.TestClient(server.SocketPath);
+        using (var writer = new FrameWriter())
+        {
+            writer.BeginRequest(94, 1, 0, "GET", "/ticks");
+            writer.SetFeatures(StreamFeatures.StreamReply);
+            client.SendRaw(writer.Complete().Span);
+        }
+
+        Assert.Equal(MessageKind.ResponseHead, (await client.ReceiveAsync()).Header.Kind);
+        var credit = new byte[StreamFrames.ControlSize];
+        StreamFrames.WriteControl(credit, MessageKind.Credit, 94, 1, int.MaxValue);
+        client.SendRaw(credit);
+        client.Dispose(); // the client's socket closes: every later CHUNK is refused
+
+        var error = await ended.Task.WaitAsync(HangGuard);
+        Assert.IsAssignableFrom<IOException>(error);
+    }
+
+    [Fact]
     public async Task StreamedReply_HeadThenChunksInOrderThenEnd()
     {
         using var dir = new TempSocketDirectory();

@@ -330,6 +330,9 @@ public class UploadTests
         Assert.Equal(MessageKind.Error, reply.Header.Kind);
         Assert.Equal(IpcErrorCode.Malformed, reply.ErrorCode);
         Assert.Contains("streamed request body", reply.ErrorMessage, StringComparison.Ordinal);
+
+        // The handler's ERROR can go out before the receive loop counts the violation: the PONG proves the loop is past it.
+        await client.BarrierAsync();
         Assert.Equal(1, server.Statistics.UploadViolations);
     }
 
