@@ -201,5 +201,48 @@ public sealed class KitSelfTests
         Assert.Contains("1 passed, 1 failed, 1 skipped", table, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A backend that announces STREAM_REPLY and then breaks the stream rules: for each CREDIT it sends CHUNK 0 with
+    /// 100 bytes more than granted, never an END, and it ignores CANCEL and a CREDIT of 0.
+    /// </summary>
+    [Fact]
+    public async Task Kit_AgainstABackendThatIgnoresCredit_FailsTheStreamChecks_AndSkipsUploads()
+    {
+        using var dir = new TempSocketDirectory();
+        await using var fake = new FakeBackend(dir.Socket("fake.sock"), (header, datagram) =>
+        {
+            using var writer = new FrameWriter();
+            switch (header.Kind)
+            {
+                case MessageKind.Ping:
+                    writer.WriteControl(MessageKind.Pong, header.CorrelationId, header.Attempt, StreamFeatures.StreamReply);
+                    return writer.WrittenSpan.ToArray();
+                case MessageKind.Request when (header.Features & StreamFeatures.StreamReply) != 0:
+                    writer.BeginResponseHead(header.CorrelationId, header.Attempt, 200);
+                    return writer.Complete().ToArray();
+                case MessageKind.Credit:
+                    var granted = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(datagram.AsSpan(ProtocolConstants.HeaderSize));
+                    writer.WriteChunk(header.CorrelationId, header.Attempt, 0, new byte[Math.Min(granted + 100, ProtocolConstants.MaxChunkData)]);
+                    return writer.WrittenSpan.ToArray();
+                default:
+                    return null;
+            }
+        });
+
+        var results = await ConformanceKit.RunAsync(
+            fake.Path,
+            new ConformanceOptions { Timeout = TimeSpan.FromSeconds(2) },
+            ["stream-announce", "stream-reply", "stream-window", "stream-cancel", "stream-bad-credit", "stream-upload"]);
+
+        var outcomes = results.ToDictionary(r => r.Name);
+        Assert.Equal(CheckOutcome.Pass, outcomes["stream-announce"].Outcome);
+        Assert.Equal(CheckOutcome.Fail, outcomes["stream-reply"].Outcome);
+        Assert.Equal(CheckOutcome.Fail, outcomes["stream-window"].Outcome);
+        Assert.Contains("2,500 B of credit", outcomes["stream-window"].Detail, StringComparison.Ordinal);
+        Assert.Equal(CheckOutcome.Fail, outcomes["stream-cancel"].Outcome);
+        Assert.Equal(CheckOutcome.Fail, outcomes["stream-bad-credit"].Outcome);
+        Assert.Equal(CheckOutcome.Skip, outcomes["stream-upload"].Outcome);
+    }
+
     private static byte[] Control(MessageKind kind, ulong id, ushort attempt) => FakeBackend.Control(kind, id, attempt);
 }
