@@ -133,6 +133,58 @@ public class SampleBackendTests
         Assert.Equal(body, await response.Content.ReadAsByteArrayAsync());
     }
 
+    /// <summary>
+    /// Both reference backends stream through a real gateway (docs/protocol.md §4.5): the echo's stream headers give a
+    /// chunked HTTP reply with exactly the pieces the conformance kit expects, an EventSource-style request gets
+    /// <c>text/event-stream</c>, and a 5 MiB upload of unknown length (streamed: above StreamBodiesAbove, 1 MiB) comes back whole.
+    /// </summary>
+    [Theory]
+    [InlineData("csharp")]
+    [InlineData("python")]
+    public async Task ReferenceBackends_StreamRepliesAndUploads_ThroughTheGateway(string backend)
+    {
+        using var dir = new TempSocketDirectory();
+        var socket = dir.Socket("echo.sock");
+        await using var echo = backend == "python"
+            ? await StartPythonAsync(socket)
+            : await SampleBackends.StartEchoAsync(socket);
+        await using var factory = new GatewayFactory(dir, Settings(socket, dir.Socket("kv.sock"))).StartKestrel();
+        using var client = factory.CreateGatewayClient();
+
+        using (var request = new HttpRequestMessage(HttpMethod.Get, "/echo/stream"))
+        {
+            request.Headers.Add("x-echo-stream-count", "40");
+            request.Headers.Add("x-echo-stream-chunk-bytes", "1000");
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True(response.Headers.TransferEncodingChunked, "a streamed reply goes out chunked");
+            // docs/conformance.md, "Streams": piece i is "chunk i", dots, a newline, B bytes in all.
+            var expected = Enumerable.Range(1, 40).SelectMany(i => System.Text.Encoding.ASCII.GetBytes($"chunk {i}".PadRight(999, '.') + "\n")).ToArray();
+            Assert.Equal(expected, await response.Content.ReadAsByteArrayAsync());
+        }
+
+        using (var request = new HttpRequestMessage(HttpMethod.Get, "/echo/events?x-echo-stream-count=3"))
+        {
+            request.Headers.Add("accept", "text/event-stream");
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal("data: chunk 1\n\ndata: chunk 2\n\ndata: chunk 3\n\n", await response.Content.ReadAsStringAsync());
+        }
+
+        var body = new byte[5 * 1024 * 1024];
+        new Random(11).NextBytes(body);
+        using var upload = new StreamContent(new UnseekableStream(body)); // no length: chunked transfer encoding
+        using var echoed = await client.PostAsync("/echo/upload", upload);
+        Assert.Equal(HttpStatusCode.OK, echoed.StatusCode);
+        Assert.Equal(body, await echoed.Content.ReadAsByteArrayAsync());
+    }
+
+    /// <summary>A read-only stream of known bytes that hides its length, so HttpClient sends it chunked.</summary>
+    private sealed class UnseekableStream(byte[] bytes) : MemoryStream(bytes, writable: false)
+    {
+        public override bool CanSeek => false;
+    }
+
     private static async Task<ExternalProcess> StartPythonAsync(string socketPath)
     {
         var process = ExternalProcess.Start("python3", RepoPaths.Combine("samples", "python", "backend.py"), "--socket", socketPath);
