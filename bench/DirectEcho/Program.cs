@@ -11,6 +11,7 @@ builder.Logging.ClearProviders();
 builder.WebHost.ConfigureKestrel(k =>
 {
     k.AddServerHeader = false;
+    k.Limits.MaxRequestBodySize = null; // bench/streaming.sh streams 1 GiB uploads through it
     k.ListenUnixSocket(socketPath);
 });
 
@@ -51,7 +52,33 @@ static async Task EchoAsync(HttpContext context)
     }
 
     response.StatusCode = status;
+    if (request.Headers.TryGetValue("x-echo-stream-count", out var countHeader))
+    {
+        await StreamAsync(context, countHeader.ToString());
+        return;
+    }
+
     var reader = request.BodyReader;
+    if (request.Headers["x-echo-discard"] == "1")
+    {
+        // The samples' one-way upload: read the whole body, answer its length.
+        long total = 0;
+        while (true)
+        {
+            var read = await reader.ReadAsync();
+            total += read.Buffer.Length;
+            reader.AdvanceTo(read.Buffer.End);
+            if (read.IsCompleted)
+            {
+                break;
+            }
+        }
+
+        response.ContentType = "text/plain; charset=utf-8";
+        await response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"{total}\n"));
+        return;
+    }
+
     var first = await reader.ReadAsync();
     if (first.Buffer.IsEmpty && first.IsCompleted)
     {
@@ -99,6 +126,45 @@ static async Task EchoAsync(HttpContext context)
         }
 
         result = await reader.ReadAsync();
+    }
+}
+
+// The samples' stream behaviour (docs/conformance.md, "Streams"): N pieces of B bytes ("chunk i", dots, a newline),
+// M ms apart, each flushed as it is written (chunked transfer encoding), for bench/streaming.sh.
+static async Task StreamAsync(HttpContext context, string countText)
+{
+    var request = context.Request;
+    var count = int.TryParse(countText, NumberStyles.None, CultureInfo.InvariantCulture, out var c) && c is >= 1 and <= 100_000_000 ? c : 1;
+    var size = int.TryParse(request.Headers["x-echo-stream-chunk-bytes"], NumberStyles.None, CultureInfo.InvariantCulture, out var b) && b is >= 1 and <= 1 << 20 ? b : 0;
+    var interval = int.TryParse(request.Headers["x-echo-stream-interval-ms"], NumberStyles.None, CultureInfo.InvariantCulture, out var m) && m is >= 0 and <= 60_000 ? m : 0;
+    context.Response.ContentType = "text/plain; charset=utf-8";
+    var writer = context.Response.BodyWriter;
+    try
+    {
+        for (var i = 1; i <= count; i++)
+        {
+            if (i > 1 && interval > 0)
+            {
+                await Task.Delay(interval, context.RequestAborted);
+            }
+
+            var line = Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"chunk {i}"));
+            var length = size > 0 ? size : line.Length + 1;
+            var span = writer.GetSpan(length)[..length];
+            span.Fill((byte)'.');
+            line.AsSpan(0, Math.Min(line.Length, length)).CopyTo(span);
+            span[^1] = (byte)'\n';
+            writer.Advance(length);
+            var flushed = await writer.FlushAsync(context.RequestAborted);
+            if (flushed.IsCanceled || flushed.IsCompleted)
+            {
+                return;
+            }
+        }
+    }
+    catch (OperationCanceledException)
+    {
+        // The client went away.
     }
 }
 

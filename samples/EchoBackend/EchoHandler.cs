@@ -32,6 +32,11 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
             return BackendResponse.Bytes(ReadOnlyMemory<byte>.Empty, "application/octet-stream", status);
         }
 
+        if (Setting(request, "x-echo-discard") == "1")
+        {
+            return await DiscardAsync(request, status, cancellationToken);
+        }
+
         if (request.IsBodyStreamed)
         {
             return await EchoUploadAsync(request, status, cancellationToken);
@@ -152,6 +157,23 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
         }
 
         return BackendResponse.Bytes(whole.ToArray(), contentType, status);
+    }
+
+    /// <summary>
+    /// <c>x-echo-discard: 1</c>: reads the whole body (streamed or not) and answers its length in bytes and a newline:
+    /// a one-way upload of any size (bench/streaming.sh compares it with nginx, which does not proxy full duplex).
+    /// </summary>
+    private static async ValueTask<BackendResponse> DiscardAsync(BackendRequest request, int status, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[64 * 1024];
+        long total = 0;
+        int read;
+        while ((read = await request.BodyStream.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            total += read;
+        }
+
+        return BackendResponse.Text(string.Create(CultureInfo.InvariantCulture, $"{total}\n"), status);
     }
 
     /// <summary>A stream setting: the header, else a query parameter of the same name (a browser's EventSource cannot set headers).</summary>
