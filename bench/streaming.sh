@@ -187,7 +187,8 @@ STAMP=$(date -u +%Y-%m-%d-%H%M)
 if [[ -n $OUT ]]; then mkdir -p "$OUT"; REPORT_DIR=$OUT; elif [[ $SMOKE -eq 1 ]]; then REPORT_DIR=$DIR; else REPORT_DIR=bench/results; fi
 REPORT=$REPORT_DIR/$STAMP-streaming.md
 cp "$RESULTS" "$REPORT_DIR/$STAMP-streaming.jsonl"
-python3 - "$RESULTS" "$SIZE_MIB" "$STREAMS" "$SMOKE" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" >"$REPORT" <<'PY'
+HARNESS_OK=1
+python3 - "$RESULTS" "$SIZE_MIB" "$STREAMS" "$SMOKE" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" >"$REPORT" <<'PY' || HARNESS_OK=0
 import json, statistics, sys, platform
 rows = [json.loads(l) for l in open(sys.argv[1])]
 size_mib, streams, smoke, commit = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
@@ -236,17 +237,28 @@ p("|--:|---|--:|--:|--:|--:|---|")
 slow = [r for r in rows if r["test"] == "slow-reader"]
 for r in slow:
     res = r["result"]
-    p(f"| {r['round']} | {'on' if r['slow'] else 'off'} | {res['rps']:.0f} | {res['p50_us']} | {res['p99_us']} | {res.get('errors', 0)} | {'' if r['reader_alive'] is None else ('yes' if r['reader_alive'] else 'NO')} |")
+    p(f"| {r['round']} | {'on' if r['slow'] else 'off'} | {res['rps']:.0f} | {res['p50_us']:.0f} | {res['p99_us']:.0f} | {res.get('errors', 0)} | {'' if r['reader_alive'] is None else ('yes' if r['reader_alive'] else 'NO')} |")
 off = statistics.median(r["result"]["p99_us"] for r in slow if not r["slow"])
 on = statistics.median(r["result"]["p99_us"] for r in slow if r["slow"])
 rise = (on / off - 1) * 100
-p(f"\n- p99 with the slow reader vs without (medians over rounds): {on} µs vs {off} µs, **{rise:+.0f} %** (target ≤ +20 %) — {'met' if rise <= 20 else 'NOT met'}\n")
+p(f"\n- p99 with the slow reader vs without (medians over rounds): {on:.0f} µs vs {off:.0f} µs, **{rise:+.0f} %** (target ≤ +20 %) — {'met' if rise <= 20 else 'NOT met'}\n")
 hold = next(r["result"] for r in rows if r["test"] == "hold")
 p(f"## 4. {streams} streams open at once\n")
 p(f"- opened {hold['opened']} of {hold['streams']} (head and first piece received), {hold['alive_after_hold']} still delivering after 5 s held")
 mb = hold["rss_max_kib"] * 1024 / 1e6
 p(f"- gateway RSS before {hold['rss_before_kib'] / 1024:.0f} MiB, max while held **{hold['rss_max_kib'] / 1024:.0f} MiB = {mb:.0f} MB** (target: within 300 MB) — {'met' if mb <= 300 and hold['opened'] == hold['streams'] else 'NOT met'}")
+# What makes the run itself invalid (a failed transfer, a stream that did not open, load errors): listed, exit 1.
+problems = [f"{r['test']} {r['target']} round {r['round']}: status {r['status']}" for r in rows if "status" in r and str(r["status"]) != "200"]
+problems += [f"slow-reader round {r['round']}: {r['result'].get('errors', 0)} load errors, {r['result'].get('non_2xx', 0)} non-2xx" for r in slow if r["result"].get("errors", 0) or r["result"].get("non_2xx", 0)]
+problems += [f"slow-reader round {r['round']}: the slow reader's stream ended early" for r in slow if r["reader_alive"] is False]
+if hold["opened"] != hold["streams"] or hold["alive_after_hold"] != hold["streams"]:
+    problems.append(f"hold: {hold['opened']} opened, {hold['alive_after_hold']} alive of {hold['streams']}")
+if problems:
+    p("\n## The run is INVALID\n")
+    p("\n".join(f"- {x}" for x in problems))
 print("\n".join(out))
+sys.exit(1 if problems else 0)
 PY
 cat "$REPORT"
 log "wrote $REPORT"
+[[ $HARNESS_OK -eq 1 ]] || { echo "bench/streaming.sh: the run is invalid (see the report)" >&2; exit 1; }
