@@ -97,6 +97,8 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
         return BackendResponse.Stream(
             async (stream, ct) =>
             {
+                // Fixed-size pieces reuse one buffer (WriteAsync has copied it when it returns).
+                var piece = chunkBytes is { } size && !events ? new byte[size] : null;
                 for (var i = 1; i <= count; i++)
                 {
                     if (i > 1 && interval > TimeSpan.Zero)
@@ -104,7 +106,7 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
                         await Task.Delay(interval, timeProvider, ct);
                     }
 
-                    await stream.WriteAsync(Chunk(i, events, chunkBytes), ct);
+                    await stream.WriteAsync(piece is null ? Chunk(i, events, chunkBytes) : FillChunk(piece, i), ct);
                 }
             },
             events ? "text/event-stream" : "text/plain; charset=utf-8",
@@ -198,11 +200,18 @@ public sealed class EchoHandler(TimeProvider timeProvider) : IDatagramHandler
             return System.Text.Encoding.ASCII.GetBytes(line + "\n");
         }
 
-        // Exactly size bytes: the line, dots, a newline (cut short when size is smaller than the line).
-        var chunk = new byte[size];
+        return FillChunk(new byte[size], i);
+    }
+
+    /// <summary>Piece <paramref name="i"/> of exactly the buffer's size: "chunk i", dots, a newline (cut short when the buffer is smaller than the line).</summary>
+    private static byte[] FillChunk(byte[] chunk, int i)
+    {
+        Span<byte> text = stackalloc byte[24];
+        "chunk "u8.CopyTo(text);
+        i.TryFormat(text[6..], out var digits, provider: CultureInfo.InvariantCulture);
+        var line = text[..(6 + digits)];
         chunk.AsSpan().Fill((byte)'.');
-        var text = System.Text.Encoding.ASCII.GetBytes(line);
-        text.AsSpan(0, Math.Min(text.Length, size)).CopyTo(chunk);
+        line[..Math.Min(line.Length, chunk.Length)].CopyTo(chunk);
         chunk[^1] = (byte)'\n';
         return chunk;
     }

@@ -1064,12 +1064,12 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
     /// for <see cref="DatagramBackendOptions.ReplySendTimeout"/>. Never throws; failures are counted.
     /// </summary>
     /// <returns>Whether the datagram was sent (false: the client is gone or took nothing for the send timeout).</returns>
-    private async ValueTask<bool> SendReplyAsync(byte[] frame, SocketAddress destination, ulong correlationId)
+    private async ValueTask<bool> SendReplyAsync(ReadOnlyMemory<byte> frame, SocketAddress destination, ulong correlationId)
     {
         var queues = _replyQueues!;
         try
         {
-            if (queues.TrySendNow(frame, destination))
+            if (queues.TrySendNow(frame.Span, destination))
             {
                 return true;
             }

@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using Gateway.Ipc.Protocol;
 
 namespace Gateway.Ipc.Backend;
@@ -8,7 +10,7 @@ namespace Gateway.Ipc.Backend;
 /// </summary>
 internal sealed class ReplyStreamWriter : Stream
 {
-    private readonly Func<byte[], ValueTask<bool>> _send;
+    private readonly Func<ReadOnlyMemory<byte>, ValueTask<bool>> _send;
     private readonly ulong _correlationId;
     private readonly ushort _attempt;
     private readonly CancellationToken _stopped;
@@ -17,11 +19,11 @@ internal sealed class ReplyStreamWriter : Stream
     private TaskCompletionSource? _creditWaiter;
     private uint _sequence;
 
-    /// <param name="send">Sends one CHUNK; false when the client is gone (the stream then ends).</param>
+    /// <param name="send">Sends one CHUNK (its buffer is reused once the returned task completes); false when the client is gone (the stream then ends).</param>
     /// <param name="correlationId">The stream's correlation ID.</param>
     /// <param name="attempt">The request's attempt.</param>
     /// <param name="stopped">Fires on CANCEL, a broken rule or shutdown: no CHUNK is sent after it, whatever token a write got.</param>
-    public ReplyStreamWriter(Func<byte[], ValueTask<bool>> send, ulong correlationId, ushort attempt, CancellationToken stopped)
+    public ReplyStreamWriter(Func<ReadOnlyMemory<byte>, ValueTask<bool>> send, ulong correlationId, ushort attempt, CancellationToken stopped)
     {
         _send = send;
         _correlationId = correlationId;
@@ -76,11 +78,22 @@ internal sealed class ReplyStreamWriter : Stream
             // Credit may have come after a CANCEL (the client's CREDIT and CANCEL cross): a stopped stream sends nothing.
             _stopped.ThrowIfCancellationRequested();
             cancellationToken.ThrowIfCancellationRequested();
-            using var writer = new FrameWriter(ProtocolConstants.HeaderSize + 4 + n);
-            writer.WriteChunk(_correlationId, _attempt, _sequence, buffer.Span[..n]);
-            if (!await _send(writer.WrittenMemory.ToArray()).ConfigureAwait(false))
+            // One pooled buffer per CHUNK, encoded in place (a 64 KiB piece used to cost three allocations and two copies).
+            var length = ProtocolConstants.HeaderSize + 4 + n;
+            var frame = ArrayPool<byte>.Shared.Rent(length);
+            try
             {
-                throw new StreamClientGoneException();
+                new FrameHeader(MessageKind.Chunk, MessageFlags.None, _attempt, _correlationId, 0, (uint)(4 + n)).Write(frame);
+                BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(ProtocolConstants.HeaderSize), _sequence);
+                buffer.Span[..n].CopyTo(frame.AsSpan(ProtocolConstants.HeaderSize + 4));
+                if (!await _send(frame.AsMemory(0, length)).ConfigureAwait(false))
+                {
+                    throw new StreamClientGoneException();
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(frame);
             }
 
             _sequence++;

@@ -69,6 +69,34 @@ public sealed class ReplyStream : IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         ReleaseCurrent();
         var item = await _items.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return Take(item);
+    }
+
+    /// <summary>
+    /// Takes the next chunk if it has already arrived, without waiting: lets a reader write what is already here in one go
+    /// and flush once, while a trickle (server-sent events) is still flushed chunk by chunk. Like
+    /// <see cref="ReadChunkAsync"/> it releases the previous chunk (its memory may be reused) when it takes one.
+    /// </summary>
+    /// <param name="chunk">The chunk; empty at the end of the stream.</param>
+    /// <returns>True when a chunk (or the end) was taken; false when nothing is waiting.</returns>
+    /// <exception cref="DatagramException">The stream was aborted (as <see cref="ReadChunkAsync"/>).</exception>
+    public bool TryReadChunk(out ReadOnlyMemory<byte> chunk)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!_items.Reader.TryPeek(out _))
+        {
+            chunk = default;
+            return false;
+        }
+
+        ReleaseCurrent();
+        _items.Reader.TryRead(out var item);
+        chunk = Take(item!);
+        return true;
+    }
+
+    private ReadOnlyMemory<byte> Take(Item item)
+    {
         switch (item.Kind)
         {
             case ItemKind.Data:

@@ -787,7 +787,26 @@ internal sealed class ForwardingHandler
                 }
 
                 await response.Body.WriteAsync(chunk, aborted).ConfigureAwait(false);
+
+                // Chunks that are already here go out with this one, in one flush; a trickle (server-sent events) is
+                // still flushed chunk by chunk, since nothing is waiting behind it.
+                var ended = false;
+                while (stream.TryReadChunk(out var next))
+                {
+                    if (next.IsEmpty)
+                    {
+                        ended = true;
+                        break;
+                    }
+
+                    await response.Body.WriteAsync(next, aborted).ConfigureAwait(false);
+                }
+
                 await response.Body.FlushAsync(aborted).ConfigureAwait(false);
+                if (ended)
+                {
+                    break;
+                }
             }
 
             await response.CompleteAsync().ConfigureAwait(false);
