@@ -46,7 +46,7 @@ MAGIC, VERSION = b"GD", 1
 REQUEST, RESPONSE, ERROR, PING, PONG, CANCEL = 1, 2, 3, 4, 5, 6
 RESPONSE_HEAD, REQUEST_HEAD, CHUNK, END, CREDIT = 7, 8, 9, 10, 11  # §4.5 streams
 FLAG_FRAGMENT, FLAG_REPLAY = 0x01, 0x02
-STREAM_REPLY, STREAM_REQUEST = 0x01, 0x02  # §4.5.1 the features byte
+STREAM_REPLY, STREAM_REQUEST, NO_RETRY = 0x01, 0x02, 0x04  # §4.5.1 the features byte
 U32 = struct.Struct(">I")
 FRAGMENT_OFFSET = struct.Struct(">I")  # §6: follows the header in a fragment
 FRAGMENT_HEADER_SIZE = HEADER.size + FRAGMENT_OFFSET.size  # 28
@@ -183,11 +183,12 @@ def header_value(headers, name):
 class Entry:
     """A replay cache entry (§5): running while reply is None, then the finished (kind, payload).
     While it runs it may have an upload (a streamed request body) and a reply stream (§4.5)."""
-    __slots__ = ("reply", "cancel", "finished_at", "attempt", "upload", "reply_stream")
+    __slots__ = ("reply", "cancel", "finished_at", "attempt", "upload", "reply_stream", "no_retry")
 
-    def __init__(self, attempt):
+    def __init__(self, attempt, no_retry=False):
         self.reply, self.cancel, self.finished_at = None, threading.Event(), None
         self.attempt, self.upload, self.reply_stream = attempt, None, None
+        self.no_retry = no_retry  # §5 NO_RETRY: the client sends no other attempt, so the reply is not kept
 
     def stop(self):
         """CANCEL or a broken stream: the handler's waits end, and so do its streams."""
@@ -514,7 +515,7 @@ class Backend:
             elif self.in_flight >= MAX_IN_FLIGHT:
                 refusal = (OVERLOADED, "too many requests in flight")
             else:
-                entry = self.cache[key] = Entry(attempt)
+                entry = self.cache[key] = Entry(attempt, bool(features & NO_RETRY))
                 if upload:
                     entry.upload = UploadStream(lambda n: self.send(sender, CREDIT, cid, attempt, U32.pack(n)))
                 self.evict(time.monotonic())
@@ -561,7 +562,9 @@ class Backend:
             if entry.reply is not None:
                 return
             entry.reply, entry.finished_at = cached or reply, time.monotonic()
-            if key in self.cache:
+            if entry.no_retry:
+                self.cache.pop(key, None)  # §5: no retry will ask for it
+            elif key in self.cache:
                 self.cache.move_to_end(key)  # the cache's age counts from the reply
         if reply[0] is not None:
             self.send(sender, reply[0], cid, attempt, reply[1])

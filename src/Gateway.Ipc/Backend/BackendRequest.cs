@@ -100,6 +100,12 @@ public sealed class BackendRequest
     /// </summary>
     public bool AcceptsStreamedReply { get; init; }
 
+    /// <summary>
+    /// Whether the client announced that it will not retry this request (the REQUEST's <c>NO_RETRY</c> feature,
+    /// docs/protocol.md §5): the server then does not keep the reply in its replay cache, since no retry can ask for it.
+    /// </summary>
+    public bool WillNotBeRetried { get; init; }
+
     /// <summary>Returns the value of the first header named <paramref name="name"/> (case-insensitive), or <see langword="null"/>.</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <see langword="null"/>.</returns>

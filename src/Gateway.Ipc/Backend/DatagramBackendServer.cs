@@ -733,7 +733,8 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
             Interlocked.Increment(ref Statistics._executed);
             using var activity = IpcDiagnostics.StartServerActivity(request, SocketPath);
             var token = entry.Cancellation.Token;
-            var cacheable = true;
+            // NO_RETRY (§5): no retry will ask for this reply, so it is not kept (its entry still drops duplicates while it runs).
+            var cacheable = !request.WillNotBeRetried;
             BackendResponse response;
             try
             {
@@ -1128,6 +1129,7 @@ public sealed partial class DatagramBackendServer : IAsyncDisposable
         return new BackendRequest(view.GetMethod(), view.GetTarget(), headers, view.Body.ToArray())
         {
             AcceptsStreamedReply = (header.Features & StreamFeatures.StreamReply) != 0,
+            WillNotBeRetried = (header.Features & StreamFeatures.NoRetry) != 0,
             CorrelationId = header.CorrelationId,
             Attempt = header.Attempt,
             Deadline = header.BudgetMs > 0 ? receivedAt + TimeSpan.FromMilliseconds(header.BudgetMs) : null,

@@ -49,6 +49,12 @@ public enum StreamFeatures : byte
 
     /// <summary>Streamed request bodies: REQUEST_HEAD, CHUNK, END (announced in PING and PONG only).</summary>
     StreamRequest = 2,
+
+    /// <summary>
+    /// In a REQUEST or REQUEST_HEAD only: the client will send no other attempt of this request, so the backend need not
+    /// keep its reply for a replay (docs/protocol.md §5). Not a capability: never in PING or PONG.
+    /// </summary>
+    NoRetry = 4,
 }
 
 /// <summary>The <c>flags</c> field of the common header.</summary>

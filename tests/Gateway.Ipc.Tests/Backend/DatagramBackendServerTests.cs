@@ -137,6 +137,53 @@ public sealed class DatagramBackendServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task NoRetry_TheReplyIsNotKept_WhileADuplicateInFlightIsStillDropped()
+    {
+        // docs/protocol.md §5: a REQUEST with NO_RETRY promises no other attempt, so its reply is not cached.
+        var executions = 0;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = await StartAsync(async (request, _) =>
+        {
+            var n = Interlocked.Increment(ref executions);
+            if (request.Target == "/slow")
+            {
+                await release.Task;
+            }
+
+            return BackendResponse.Text($"execution {n} {request.WillNotBeRetried}");
+        });
+        using var client = new TestClient(server.SocketPath);
+        using var writer = new FrameWriter();
+
+        void Send(ulong id, ushort attempt, string target)
+        {
+            writer.BeginRequest(id, attempt, 0, "POST", target);
+            writer.SetFeatures(StreamFeatures.StreamReply | StreamFeatures.NoRetry);
+            client.SendRaw(writer.Complete().Span);
+        }
+
+        Send(7, 1, "/slow");
+        Send(7, 2, "/slow"); // a duplicate while the first runs: dropped, as without NO_RETRY
+        await client.BarrierAsync();
+        release.SetResult();
+        var first = await client.ReceiveAsync();
+        Assert.Equal("execution 1 True", first.BodyText);
+        Assert.Equal(1, server.Statistics.DuplicatesInFlight);
+
+        Send(8, 1, "/fast");
+        Assert.Equal("execution 2 True", (await client.ReceiveAsync()).BodyText);
+        await client.BarrierAsync();
+        Assert.Equal(0, server.ReplayCacheCount);
+
+        // A client that breaks its promise gets a second execution, not a replay.
+        Send(8, 2, "/fast");
+        var again = await client.ReceiveAsync();
+        Assert.Equal("execution 3 True", again.BodyText);
+        Assert.Equal(MessageFlags.None, again.Header.Flags);
+        Assert.Equal(0, server.Statistics.Replayed);
+    }
+
+    [Fact]
     public async Task Retry_AfterCompletion_ReplaysCachedReplyWithRetryAttemptAndReplayFlag_WithoutExecuting()
     {
         var executions = 0;

@@ -50,6 +50,41 @@ public class AtMostOnceTests
         Assert.Equal(2, reply.Attempt);
     }
 
+    /// <summary>
+    /// The seam between the gateway's retry decision and the backend's replay cache (docs/protocol.md §5, NO_RETRY):
+    /// exactly the requests the gateway will not retry reach the backend marked so, and only their replies are not kept.
+    /// </summary>
+    [Theory]
+    [InlineData("GET", false, false)]
+    [InlineData("PUT", false, false)]
+    [InlineData("DELETE", false, false)]
+    [InlineData("POST", true, false)]
+    [InlineData("PATCH", true, false)]
+    [InlineData("POST", false, true)]
+    public async Task NoRetry_IsSetExactlyOnRequestsTheGatewayWillNotRetry(string method, bool expectNoRetry, bool withKey)
+    {
+        using var dir = new TempSocketDirectory();
+        var seen = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), (request, _) =>
+        {
+            seen.TrySetResult(request.WillNotBeRetried);
+            return ValueTask.FromResult(BackendResponse.Text("ok"));
+        });
+        await using var factory = new GatewayFactory(dir, ResilienceSettings.Route(backend.SocketPath));
+        using var client = factory.CreateClient();
+        using var message = new HttpRequestMessage(new HttpMethod(method), "/api/things") { Content = method is "GET" or "DELETE" ? null : new StringContent("{}") };
+        if (withKey)
+        {
+            message.Headers.Add("Idempotency-Key", "k-1");
+        }
+
+        using var response = await client.SendAsync(message).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(expectNoRetry, await seen.Task);
+        Assert.Equal(expectNoRetry ? 0 : 1, backend.Server.ReplayCacheCount);
+    }
+
     [Fact]
     public async Task PostWithoutIdempotencyKey_ReplyLost_IsA504_NeverSentTwice()
     {
