@@ -18,7 +18,7 @@ text/event-stream); x-echo-stream: 1 streams the body back. A streamed upload (R
 read with credit (a 256 KiB window), echoed back as it arrives with x-echo-stream: 1, else collected (at most
 16 MiB). A reply stream sends only within the client's CREDIT; a CANCEL stops it.
 
-Retries are answered from a replay cache (§5), deadlines are honoured (§4.1), PING gets PONG and CANCEL stops
+Retries are answered from a replay cache (§5; a request marked NO_RETRY keeps no reply there), deadlines are honoured (§4.1), PING gets PONG and CANCEL stops
 a waiting echo (§4.4), big messages are fragmented both ways (§6) and bad input is dropped or answered with
 ERROR MALFORMED (§7). Run:  python3 backend.py --socket /tmp/py.sock
 """
