@@ -74,9 +74,9 @@ internal static class Checks
         .. StreamChecks.All,
     ];
 
-    private static (CheckOutcome, string) Pass(string detail) => (CheckOutcome.Pass, detail);
+    internal static (CheckOutcome, string) Pass(string detail) => (CheckOutcome.Pass, detail);
 
-    private static (CheckOutcome, string) Fail(string detail) => (CheckOutcome.Fail, detail);
+    internal static (CheckOutcome, string) Fail(string detail) => (CheckOutcome.Fail, detail);
 
     private static (CheckOutcome, string) Skip(string detail) => (CheckOutcome.Skip, detail);
 
@@ -87,7 +87,8 @@ internal static class Checks
             ?? throw new CheckFailedException($"no reply to {what} within {t.TotalSeconds:0.#} s");
     }
 
-    private static async Task<(CheckOutcome, string)?> BarrierAsync(KitClient client, CheckContext ctx, string after, Func<Reply, bool>? allowed = null)
+    /// <summary>A barrier (<see cref="KitClient.BarrierAsync"/>): null when clean, else the failure naming what else arrived.</summary>
+    internal static async Task<(CheckOutcome, string)?> BarrierAsync(KitClient client, CheckContext ctx, string after, Func<Reply, bool>? allowed = null)
     {
         var others = await client.BarrierAsync(ctx.Timeout, ctx.Token);
         if (others is null)

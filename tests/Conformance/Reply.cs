@@ -135,24 +135,30 @@ internal sealed class Reply
         return null;
     }
 
+    /// <summary>Takes the status and header fields of a RESPONSE or RESPONSE_HEAD; returns the first field that breaks §4.2, or null.</summary>
+    private string? ReadStatusAndHeaders(ResponseView view)
+    {
+        Status = view.Status;
+        var headers = new List<KeyValuePair<string, string>>();
+        string? problem = null;
+        foreach (var field in view.Headers)
+        {
+            headers.Add(new(Encoding.ASCII.GetString(field.Name), Encoding.UTF8.GetString(field.Value)));
+            problem ??= HeaderProblem(field.Name, field.Value);
+        }
+
+        Headers = headers;
+        return problem;
+    }
+
     private string? DecodePayload()
     {
         switch (Header.Kind)
         {
             case MessageKind.Response:
                 var response = ResponseView.Read(Payload);
-                Status = response.Status;
-                var headers = new List<KeyValuePair<string, string>>();
-                string? problem = null;
-                foreach (var field in response.Headers)
-                {
-                    headers.Add(new(Encoding.ASCII.GetString(field.Name), Encoding.UTF8.GetString(field.Value)));
-                    problem ??= HeaderProblem(field.Name, field.Value);
-                }
-
-                Headers = headers;
                 Body = response.Body.ToArray();
-                return problem;
+                return ReadStatusAndHeaders(response);
             case MessageKind.Error:
                 var error = ErrorView.Read(Payload);
                 ErrorCode = error.Code;
@@ -161,18 +167,8 @@ internal sealed class Reply
             case MessageKind.Pong:
                 return Payload.Length == 0 ? null : "a PONG with a payload (§4.4)";
             case MessageKind.ResponseHead:
-                var head = ResponseView.ReadHead(Payload);
-                Status = head.Status;
-                var fields = new List<KeyValuePair<string, string>>();
-                string? headProblem = null;
-                foreach (var field in head.Headers)
-                {
-                    fields.Add(new(Encoding.ASCII.GetString(field.Name), Encoding.UTF8.GetString(field.Value)));
-                    headProblem ??= HeaderProblem(field.Name, field.Value);
-                }
-
-                Headers = fields;
-                return headProblem ?? (Datagrams > 1 ? "a RESPONSE_HEAD was fragmented (§4.5.2)" : null);
+                return ReadStatusAndHeaders(ResponseView.ReadHead(Payload))
+                    ?? (Datagrams > 1 ? "a RESPONSE_HEAD was fragmented (§4.5.2)" : null);
             case MessageKind.Chunk:
                 Body = StreamFrames.ReadChunk(Payload, out var sequence).ToArray();
                 Sequence = sequence;

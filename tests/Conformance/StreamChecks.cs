@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Gateway.Ipc.Protocol;
+using static Gateway.Conformance.Checks;
 
 namespace Gateway.Conformance;
 
@@ -16,23 +17,23 @@ internal static class StreamChecks
     public static readonly (string Name, Func<CheckContext, Task<(CheckOutcome, string)>> Run)[] All =
     [
         ("stream-announce", AnnounceAsync),
-        ("stream-reply", ReplyAsync),
+        ("stream-reply", Needs(StreamFeatures.StreamReply, ReplyAsync)),
         ("stream-reply-needs-flag", NeedsFlagAsync),
-        ("stream-window", WindowAsync),
-        ("stream-cancel", CancelAsync),
-        ("stream-bad-credit", BadCreditAsync),
-        ("stream-retry-after-end", RetryAfterEndAsync),
-        ("stream-late-ignored", LateAsync),
-        ("stream-upload", ctx => UploadAsync(ctx, duplex: false)),
-        ("stream-upload-duplex", ctx => UploadAsync(ctx, duplex: true)),
-        ("stream-upload-beyond-credit", BeyondCreditAsync),
-        ("stream-upload-bad-sequence", ctx => BrokenUploadAsync(ctx, badEnd: false)),
-        ("stream-upload-bad-end", ctx => BrokenUploadAsync(ctx, badEnd: true)),
+        ("stream-window", Needs(StreamFeatures.StreamReply, WindowAsync)),
+        ("stream-cancel", Needs(StreamFeatures.StreamReply, CancelAsync)),
+        ("stream-bad-credit", Needs(StreamFeatures.StreamReply, BadCreditAsync)),
+        ("stream-retry-after-end", Needs(StreamFeatures.StreamReply, RetryAfterEndAsync)),
+        ("stream-late-ignored", Needs(StreamFeatures.StreamReply, LateAsync)),
+        ("stream-upload", Needs(StreamFeatures.StreamRequest, ctx => UploadAsync(ctx, duplex: false))),
+        ("stream-upload-duplex", Needs(StreamFeatures.StreamRequest | StreamFeatures.StreamReply, ctx => UploadAsync(ctx, duplex: true))),
+        ("stream-upload-beyond-credit", Needs(StreamFeatures.StreamRequest, BeyondCreditAsync)),
+        ("stream-upload-bad-sequence", Needs(StreamFeatures.StreamRequest, ctx => BrokenUploadAsync(ctx, badEnd: false))),
+        ("stream-upload-bad-end", Needs(StreamFeatures.StreamRequest, ctx => BrokenUploadAsync(ctx, badEnd: true))),
     ];
 
-    private static (CheckOutcome, string) Pass(string detail) => (CheckOutcome.Pass, detail);
-
-    private static (CheckOutcome, string) Fail(string detail) => (CheckOutcome.Fail, detail);
+    /// <summary>Runs <paramref name="run"/> only when the backend announces <paramref name="needed"/>; otherwise the check is skipped.</summary>
+    private static Func<CheckContext, Task<(CheckOutcome, string)>> Needs(StreamFeatures needed, Func<CheckContext, Task<(CheckOutcome, string)>> run) =>
+        async ctx => await NeedsAsync(ctx, needed) ?? await run(ctx);
 
     /// <summary>The echo's i-th chunk (docs/conformance.md): "chunk i", dots up to <paramref name="size"/> bytes, a newline.</summary>
     public static byte[] EchoChunk(int i, int size)
@@ -73,16 +74,40 @@ internal static class StreamChecks
         return reply.Problem is null ? reply : throw new CheckFailedException($"while waiting for {what}: {reply}");
     }
 
-    private static async Task<(CheckOutcome, string)?> BarrierAsync(KitClient client, CheckContext ctx, string after, Func<Reply, bool>? allowed = null)
+    /// <summary>Asks for the echo's stream of <paramref name="count"/> pieces of <paramref name="size"/> bytes and waits for its head.</summary>
+    private static async Task<(KitClient Client, ulong Id, Reply Head)> OpenReplyStreamAsync(CheckContext ctx, int count, int size)
     {
-        var others = await client.BarrierAsync(ctx.Timeout, ctx.Token);
-        if (others is null)
+        var client = ctx.NewClient();
+        var id = Frames.NewId();
+        await client.SendAsync(StreamRequest(id, 1, count, size), ctx.Token);
+        var head = await NextAsync(client, ctx, "RESPONSE_HEAD");
+        return head.Kind == MessageKind.ResponseHead && head.Status == 200 && head.CorrelationId == id && head.Attempt == 1
+            ? (client, id, head)
+            : throw new CheckFailedException($"expected RESPONSE_HEAD 200 for id {id:x}, attempt 1; got {head}");
+    }
+
+    /// <summary>Sends a REQUEST_HEAD and waits for the backend's first CREDIT for it (§4.5.5).</summary>
+    private static async Task<(KitClient Client, ulong Id, Reply Credit)> OpenUploadAsync(CheckContext ctx, string target, IEnumerable<(string Name, string Value)>? headers = null)
+    {
+        var client = ctx.NewClient();
+        var id = Frames.NewId();
+        await client.SendAsync(Frames.RequestHead(id, 1, "POST", target, headers), ctx.Token);
+        var credit = await NextAsync(client, ctx, "the first CREDIT");
+        return credit.Kind == MessageKind.Credit && credit.CorrelationId == id
+            ? (client, id, credit)
+            : throw new CheckFailedException($"expected a CREDIT for the REQUEST_HEAD (§4.5.5); got {credit}");
+    }
+
+    /// <summary>The next message that is not a CREDIT (a backend may still grant credit for an upload it is about to refuse).</summary>
+    private static async Task<Reply> NextAfterCreditsAsync(KitClient client, CheckContext ctx, string what)
+    {
+        var reply = await NextAsync(client, ctx, what);
+        while (reply.Kind == MessageKind.Credit)
         {
-            return Fail($"no PONG after {after}: the backend stopped answering");
+            reply = await NextAsync(client, ctx, what);
         }
 
-        var unexpected = others.Where(r => allowed is null || !allowed(r)).ToList();
-        return unexpected.Count == 0 ? null : Fail($"unexpected after {after}: {string.Join("; ", unexpected)}");
+        return reply;
     }
 
     /// <summary>Asks for the echo's stream of <paramref name="count"/> chunks of <paramref name="size"/> bytes, with STREAM_REPLY.</summary>
@@ -141,19 +166,7 @@ internal static class StreamChecks
     // stream-reply: RESPONSE_HEAD, then CHUNKs 0, 1, 2 … within the credit, then END with their count (§4.5.2).
     private static async Task<(CheckOutcome, string)> ReplyAsync(CheckContext ctx)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamReply) is { } skip)
-        {
-            return skip;
-        }
-
-        var client = ctx.NewClient();
-        var id = Frames.NewId();
-        await client.SendAsync(StreamRequest(id, 1, 5, 64), ctx.Token);
-        var head = await NextAsync(client, ctx, "RESPONSE_HEAD");
-        if (head.Kind != MessageKind.ResponseHead || head.Status != 200 || head.CorrelationId != id || head.Attempt != 1)
-        {
-            return Fail($"expected RESPONSE_HEAD 200 for id {id:x}, attempt 1; got {head}");
-        }
+        var (client, id, head) = await OpenReplyStreamAsync(ctx, 5, 64);
 
         await client.SendAsync(Frames.StreamControl(MessageKind.Credit, id, 1, 1_000_000), ctx.Token);
         var (data, chunks) = await ReadToEndAsync(client, ctx, id, 1, 1_000_000);
@@ -186,19 +199,7 @@ internal static class StreamChecks
     // stream-window: with 2,500 B granted, at most 2,500 B of CHUNK data come and no END; more credit brings the rest (§4.5.5).
     private static async Task<(CheckOutcome, string)> WindowAsync(CheckContext ctx)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamReply) is { } skip)
-        {
-            return skip;
-        }
-
-        var client = ctx.NewClient();
-        var id = Frames.NewId();
-        await client.SendAsync(StreamRequest(id, 1, 6, 1000), ctx.Token);
-        var head = await NextAsync(client, ctx, "RESPONSE_HEAD");
-        if (head.Kind != MessageKind.ResponseHead)
-        {
-            return Fail($"expected RESPONSE_HEAD; got {head}");
-        }
+        var (client, id, _) = await OpenReplyStreamAsync(ctx, 6, 1000);
 
         await client.SendAsync(Frames.StreamControl(MessageKind.Credit, id, 1, 2500), ctx.Token);
         var first = await client.BarrierAsync(ctx.Timeout, ctx.Token) ?? throw new CheckFailedException("no PONG after the CREDIT");
@@ -230,19 +231,7 @@ internal static class StreamChecks
     // stream-cancel: CANCEL stops a streamed reply: nothing more for it, no END, no ERROR; its later CREDIT is late (§4.5.6).
     private static async Task<(CheckOutcome, string)> CancelAsync(CheckContext ctx)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamReply) is { } skip)
-        {
-            return skip;
-        }
-
-        var client = ctx.NewClient();
-        var id = Frames.NewId();
-        await client.SendAsync(StreamRequest(id, 1, 1_000_000, 100), ctx.Token);
-        var head = await NextAsync(client, ctx, "RESPONSE_HEAD");
-        if (head.Kind != MessageKind.ResponseHead)
-        {
-            return Fail($"expected RESPONSE_HEAD; got {head}");
-        }
+        var (client, id, _) = await OpenReplyStreamAsync(ctx, 1_000_000, 100);
 
         await client.SendAsync(Frames.StreamControl(MessageKind.Credit, id, 1, 1000), ctx.Token);
         await client.SendAsync(Frames.Control(MessageKind.Cancel, id, 1), ctx.Token);
@@ -264,19 +253,7 @@ internal static class StreamChecks
     // stream-bad-credit: a CREDIT of 0 for an open reply stream breaks it: ERROR MALFORMED, no CHUNK, no END (§7).
     private static async Task<(CheckOutcome, string)> BadCreditAsync(CheckContext ctx)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamReply) is { } skip)
-        {
-            return skip;
-        }
-
-        var client = ctx.NewClient();
-        var id = Frames.NewId();
-        await client.SendAsync(StreamRequest(id, 1, 5, 10), ctx.Token);
-        var head = await NextAsync(client, ctx, "RESPONSE_HEAD");
-        if (head.Kind != MessageKind.ResponseHead)
-        {
-            return Fail($"expected RESPONSE_HEAD; got {head}");
-        }
+        var (client, id, _) = await OpenReplyStreamAsync(ctx, 5, 10);
 
         await client.SendAsync(Frames.StreamControl(MessageKind.Credit, id, 1, 0u), ctx.Token);
         var reply = await NextAsync(client, ctx, "ERROR MALFORMED");
@@ -292,19 +269,7 @@ internal static class StreamChecks
     // stream-retry-after-end: a retry of a request whose streamed reply ended is not executed: ERROR INTERNAL, REPLAY (§4.5.6).
     private static async Task<(CheckOutcome, string)> RetryAfterEndAsync(CheckContext ctx)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamReply) is { } skip)
-        {
-            return skip;
-        }
-
-        var client = ctx.NewClient();
-        var id = Frames.NewId();
-        await client.SendAsync(StreamRequest(id, 1, 2, 10), ctx.Token);
-        var head = await NextAsync(client, ctx, "RESPONSE_HEAD");
-        if (head.Kind != MessageKind.ResponseHead)
-        {
-            return Fail($"expected RESPONSE_HEAD; got {head}");
-        }
+        var (client, id, _) = await OpenReplyStreamAsync(ctx, 2, 10);
 
         await client.SendAsync(Frames.StreamControl(MessageKind.Credit, id, 1, 1000), ctx.Token);
         await ReadToEndAsync(client, ctx, id, 1, 1000);
@@ -321,11 +286,6 @@ internal static class StreamChecks
     // stream-late-ignored: CHUNK, END and CREDIT (valid or not) for no open stream are dropped without a reply (§7).
     private static async Task<(CheckOutcome, string)> LateAsync(CheckContext ctx)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamReply) is { } skip)
-        {
-            return skip;
-        }
-
         var client = ctx.NewClient();
         var id = Frames.NewId();
         byte[][] stray =
@@ -355,11 +315,6 @@ internal static class StreamChecks
     // as one RESPONSE, or (duplex: STREAM_REPLY and x-echo-stream: 1) as a reply stream running beside the upload (§4.5.3).
     private static async Task<(CheckOutcome, string)> UploadAsync(CheckContext ctx, bool duplex)
     {
-        if (await NeedsAsync(ctx, duplex ? StreamFeatures.StreamRequest | StreamFeatures.StreamReply : StreamFeatures.StreamRequest) is { } skip)
-        {
-            return skip;
-        }
-
         var client = ctx.NewClient();
         var id = Frames.NewId();
         var data = UploadData();
@@ -447,19 +402,7 @@ internal static class StreamChecks
     // The echo waits 2 s before it reads (x-echo-delay-ms), so the backend grants nothing beyond its first CREDIT meanwhile.
     private static async Task<(CheckOutcome, string)> BeyondCreditAsync(CheckContext ctx)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamRequest) is { } skip)
-        {
-            return skip;
-        }
-
-        var client = ctx.NewClient();
-        var id = Frames.NewId();
-        await client.SendAsync(Frames.RequestHead(id, 1, "POST", "/echo/over", [("x-echo-delay-ms", "2000")]), ctx.Token);
-        var credit = await NextAsync(client, ctx, "the first CREDIT");
-        if (credit.Kind != MessageKind.Credit || credit.CorrelationId != id)
-        {
-            return Fail($"expected a CREDIT for the REQUEST_HEAD (§4.5.5); got {credit}");
-        }
+        var (client, id, credit) = await OpenUploadAsync(ctx, "/echo/over", [("x-echo-delay-ms", "2000")]);
 
         // Exactly one byte more than granted, in CHUNKs that each fit a datagram.
         var total = (long)credit.Value + 1;
@@ -472,11 +415,7 @@ internal static class StreamChecks
             sent += n;
         }
 
-        var reply = await NextAsync(client, ctx, "ERROR MALFORMED");
-        while (reply.Kind == MessageKind.Credit)
-        {
-            reply = await NextAsync(client, ctx, "ERROR MALFORMED");
-        }
+        var reply = await NextAfterCreditsAsync(client, ctx, "ERROR MALFORMED");
 
         return reply.IsError(IpcErrorCode.Malformed) && reply.CorrelationId == id
             ? await BarrierAsync(client, ctx, "the ERROR", r => r.Kind == MessageKind.Credit) ?? Pass($"{total} B sent with {credit.Value} B granted: {reply}")
@@ -487,19 +426,7 @@ internal static class StreamChecks
     // ERROR MALFORMED (§4.5.4, §7).
     private static async Task<(CheckOutcome, string)> BrokenUploadAsync(CheckContext ctx, bool badEnd)
     {
-        if (await NeedsAsync(ctx, StreamFeatures.StreamRequest) is { } skip)
-        {
-            return skip;
-        }
-
-        var client = ctx.NewClient();
-        var id = Frames.NewId();
-        await client.SendAsync(Frames.RequestHead(id, 1, "POST", "/echo/broken"), ctx.Token);
-        var credit = await NextAsync(client, ctx, "the first CREDIT");
-        if (credit.Kind != MessageKind.Credit || credit.CorrelationId != id)
-        {
-            return Fail($"expected a CREDIT for the REQUEST_HEAD (§4.5.5); got {credit}");
-        }
+        var (client, id, _) = await OpenUploadAsync(ctx, "/echo/broken");
 
         if (badEnd)
         {
@@ -511,11 +438,7 @@ internal static class StreamChecks
             await client.SendAsync(Frames.Chunk(id, 1, 1, "abc"u8), ctx.Token);
         }
 
-        var reply = await NextAsync(client, ctx, "ERROR MALFORMED");
-        while (reply.Kind == MessageKind.Credit)
-        {
-            reply = await NextAsync(client, ctx, "ERROR MALFORMED");
-        }
+        var reply = await NextAfterCreditsAsync(client, ctx, "ERROR MALFORMED");
 
         var what = badEnd ? "END 2 after one CHUNK" : "CHUNK sequence 1 first";
         return reply.IsError(IpcErrorCode.Malformed) && reply.CorrelationId == id
