@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using Gateway.Ipc.Protocol;
 
 namespace Gateway.Ipc.Backend;
@@ -79,13 +78,12 @@ internal sealed class ReplyStreamWriter : Stream
             _stopped.ThrowIfCancellationRequested();
             cancellationToken.ThrowIfCancellationRequested();
             // One pooled buffer per CHUNK, encoded in place (a 64 KiB piece used to cost three allocations and two copies).
-            var length = ProtocolConstants.HeaderSize + 4 + n;
+            var length = StreamFrames.ChunkDataOffset + n;
             var frame = ArrayPool<byte>.Shared.Rent(length);
             try
             {
-                new FrameHeader(MessageKind.Chunk, MessageFlags.None, _attempt, _correlationId, 0, (uint)(4 + n)).Write(frame);
-                BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(ProtocolConstants.HeaderSize), _sequence);
-                buffer.Span[..n].CopyTo(frame.AsSpan(ProtocolConstants.HeaderSize + 4));
+                StreamFrames.WriteChunkPrefix(frame, _correlationId, _attempt, _sequence, n);
+                buffer.Span[..n].CopyTo(frame.AsSpan(StreamFrames.ChunkDataOffset));
                 if (!await _send(frame.AsMemory(0, length)).ConfigureAwait(false))
                 {
                     throw new StreamClientGoneException();

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using Gateway.Ipc.Diagnostics;
 using Gateway.Ipc.Protocol;
 using Gateway.Ipc.Transport;
@@ -155,7 +154,7 @@ public sealed partial class DatagramClient
     /// <summary>Sends the body as CHUNKs within the credit, then END. Ends when the body is sent or the upload is closed. Never throws.</summary>
     private async Task PumpAsync(PendingRequest entry, Upload upload, ushort attempt, Stream body, TimeSpan timeout)
     {
-        const int prefix = ProtocolConstants.HeaderSize + 4;
+        const int prefix = StreamFrames.ChunkDataOffset;
         var correlationId = entry.CorrelationId;
         var buffer = ArrayPool<byte>.Shared.Rent(prefix + MaxUploadChunkBytes);
 
@@ -217,8 +216,7 @@ public sealed partial class DatagramClient
                 }
                 else
                 {
-                    new FrameHeader(MessageKind.Chunk, MessageFlags.None, attempt, correlationId, 0, (uint)(4 + read)).Write(buffer);
-                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(ProtocolConstants.HeaderSize), sequence);
+                    StreamFrames.WriteChunkPrefix(buffer, correlationId, attempt, sequence, read);
                     length = prefix + read;
                     upload.Consume(read);
                     sequence++;

@@ -77,6 +77,20 @@ public static class StreamFrames
         return credit;
     }
 
+    /// <summary>Where a CHUNK's data starts: after the header and the sequence number.</summary>
+    internal const int ChunkDataOffset = ProtocolConstants.HeaderSize + 4;
+
+    /// <summary>
+    /// Writes a CHUNK's header and sequence number into the start of <paramref name="destination"/>, for data of
+    /// <paramref name="dataLength"/> bytes that the caller puts (or has put) at <see cref="ChunkDataOffset"/>: a sender
+    /// that reads or copies its data straight into the datagram's buffer.
+    /// </summary>
+    internal static void WriteChunkPrefix(Span<byte> destination, ulong correlationId, ushort attempt, uint sequence, int dataLength)
+    {
+        new FrameHeader(MessageKind.Chunk, MessageFlags.None, attempt, correlationId, 0, (uint)(4 + dataLength)).Write(destination);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[ProtocolConstants.HeaderSize..], sequence);
+    }
+
     internal static void WriteValue(MessageKind kind, uint value, Span<byte> destination)
     {
         if (kind is not (MessageKind.End or MessageKind.Credit))
