@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from itertools import chain
 from urllib.parse import parse_qs
 
 log = logging.getLogger("backend")
@@ -202,7 +203,7 @@ class Call:
     """What a handler knows about its request beyond method, target, headers and body."""
     __slots__ = ("sender", "cid", "attempt", "deadline", "entry", "accepts_stream")
 
-    def __init__(self, backend, sender, cid, attempt, deadline, entry, accepts_stream):
+    def __init__(self, sender, cid, attempt, deadline, entry, accepts_stream):
         self.sender, self.cid, self.attempt, self.deadline = sender, cid, attempt, deadline
         self.entry, self.accepts_stream = entry, accepts_stream  # accepts_stream: STREAM_REPLY was set (§4.5.1)
 
@@ -528,7 +529,7 @@ class Backend:
         else:
             if upload:  # §4.5.5: the first CREDIT when we accept the head
                 self.send(sender, CREDIT, cid, attempt, U32.pack(UPLOAD_WINDOW))
-            call = Call(self, sender, cid, attempt, deadline, entry, bool(features & STREAM_REPLY))
+            call = Call(sender, cid, attempt, deadline, entry, bool(features & STREAM_REPLY))
             threading.Thread(target=self.execute, args=(call, request), daemon=True).start()
 
     def execute(self, call, request):
@@ -671,8 +672,8 @@ class Backend:
                 return text(status, f"{method} {target}\n")
             rest = iter(call.upload.read, b"")
             if echo_stream and call.accepts_stream:  # echoed as it arrives: full duplex
-                return Streamed(status, [(b"content-type", content_type)], resized(chain_first(first, rest), chunk_bytes))
-            body = collect(chain_first(first, rest))
+                return Streamed(status, [(b"content-type", content_type)], resized(chain([first], rest), chunk_bytes))
+            body = collect(chain([first], rest))
             if body is None:
                 return ERROR, error_payload(TOO_LARGE, f"The echo collects at most {MAX_COLLECT} bytes into one reply; "
                                                        "with x-echo-stream: 1 it streams a larger body back as it arrives.")
@@ -715,11 +716,6 @@ def paced(chunks, interval, cancel):
         if i and interval and cancel.wait(interval):
             raise Stopped()
         yield chunk
-
-
-def chain_first(first, rest):
-    yield first
-    yield from rest
 
 
 def resized(pieces, size):
