@@ -24,6 +24,23 @@ public class StreamingTests
         return writer.Complete().ToArray();
     }
 
+    /// <summary>Sends <c>GET /ticks</c> with STREAM_REPLY, attempt 1, from a raw test client.</summary>
+    private static void SendStreamRequest(Gateway.Ipc.Tests.Backend.TestClient client, ulong id)
+    {
+        using var writer = new FrameWriter();
+        writer.BeginRequest(id, 1, 0, "GET", "/ticks");
+        writer.SetFeatures(StreamFeatures.StreamReply);
+        client.SendRaw(writer.Complete().Span);
+    }
+
+    /// <summary>Sends a CREDIT of <paramref name="bytes"/> for stream <paramref name="id"/>, attempt 1.</summary>
+    private static void SendCredit(Gateway.Ipc.Tests.Backend.TestClient client, ulong id, uint bytes)
+    {
+        var credit = new byte[StreamFrames.ControlSize];
+        StreamFrames.WriteControl(credit, MessageKind.Credit, id, 1, bytes);
+        client.SendRaw(credit);
+    }
+
     private static async Task<DatagramBackendServer> StartAsync(string path, DatagramHandler handler)
     {
         var server = new DatagramBackendServer(new DatagramBackendOptions { SocketPath = path }, handler);
@@ -64,10 +81,7 @@ public class StreamingTests
             },
             "text/plain")));
         using var client = new Gateway.Ipc.Tests.Backend.TestClient(server.SocketPath);
-        using var writer = new FrameWriter();
-        writer.BeginRequest(91, 1, 0, "GET", "/ticks");
-        writer.SetFeatures(StreamFeatures.StreamReply);
-        client.SendRaw(writer.Complete().Span);
+        SendStreamRequest(client, 91);
         var head = await client.ReceiveAsync();
         Assert.Equal(MessageKind.ResponseHead, head.Header.Kind);
 
@@ -102,16 +116,11 @@ public class StreamingTests
             },
             "text/plain")));
         using var client = new Gateway.Ipc.Tests.Backend.TestClient(server.SocketPath);
-        using var writer = new FrameWriter();
-        writer.BeginRequest(92, 1, 0, "GET", "/ticks");
-        writer.SetFeatures(StreamFeatures.StreamReply);
-        client.SendRaw(writer.Complete().Span);
+        SendStreamRequest(client, 92);
         Assert.Equal(MessageKind.ResponseHead, (await client.ReceiveAsync()).Header.Kind);
 
         client.SendControl(MessageKind.Cancel, 92, 1);
-        var credit = new byte[StreamFrames.ControlSize];
-        StreamFrames.WriteControl(credit, MessageKind.Credit, 92, 1, 1_000_000);
-        client.SendRaw(credit);
+        SendCredit(client, 92, 1_000_000);
         client.SendControl(MessageKind.Ping, 93, 1);
 
         // The backend reads in order: CANCEL, CREDIT, PING. Nothing of the cancelled stream may come before the PONG.
@@ -142,17 +151,9 @@ public class StreamingTests
             },
             "text/plain")));
         var client = new Gateway.Ipc.Tests.Backend.TestClient(server.SocketPath);
-        using (var writer = new FrameWriter())
-        {
-            writer.BeginRequest(94, 1, 0, "GET", "/ticks");
-            writer.SetFeatures(StreamFeatures.StreamReply);
-            client.SendRaw(writer.Complete().Span);
-        }
-
+        SendStreamRequest(client, 94);
         Assert.Equal(MessageKind.ResponseHead, (await client.ReceiveAsync()).Header.Kind);
-        var credit = new byte[StreamFrames.ControlSize];
-        StreamFrames.WriteControl(credit, MessageKind.Credit, 94, 1, int.MaxValue);
-        client.SendRaw(credit);
+        SendCredit(client, 94, int.MaxValue);
         client.Dispose(); // the client's socket closes: every later CHUNK is refused
 
         var error = await ended.Task.WaitAsync(HangGuard);
