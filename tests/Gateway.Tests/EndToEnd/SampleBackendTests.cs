@@ -106,9 +106,7 @@ public class SampleBackendTests
     {
         using var dir = new TempSocketDirectory();
         var socket = dir.Socket("echo.sock");
-        await using var echo = backend == "python"
-            ? await StartPythonAsync(socket)
-            : await SampleBackends.StartEchoAsync(socket);
+        await using var echo = await StartReferenceAsync(backend, socket);
         var settings = Settings(socket, dir.Socket("kv.sock"));
         var limit = Gateway.Configuration.RequestLimitsOptions.MaxHeadersTotalSizeLimit;
         settings["Gateway:Limits:MaxRequestHeadersTotalSize"] = limit.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -145,9 +143,7 @@ public class SampleBackendTests
     {
         using var dir = new TempSocketDirectory();
         var socket = dir.Socket("echo.sock");
-        await using var echo = backend == "python"
-            ? await StartPythonAsync(socket)
-            : await SampleBackends.StartEchoAsync(socket);
+        await using var echo = await StartReferenceAsync(backend, socket);
         await using var factory = new GatewayFactory(dir, Settings(socket, dir.Socket("kv.sock"))).StartKestrel();
         using var client = factory.CreateGatewayClient();
 
@@ -184,6 +180,10 @@ public class SampleBackendTests
     {
         public override bool CanSeek => false;
     }
+
+    /// <summary>Starts a reference backend: "python" (samples/python/backend.py) or "csharp" (the C# echo sample).</summary>
+    private static async Task<ExternalProcess> StartReferenceAsync(string backend, string socketPath) =>
+        backend == "python" ? await StartPythonAsync(socketPath) : await SampleBackends.StartEchoAsync(socketPath);
 
     private static async Task<ExternalProcess> StartPythonAsync(string socketPath)
     {
