@@ -19,6 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+source bench/lib.sh # build_release
 
 RUNS=10 IDLE=3 ROUNDS=3 DURATION=4 WARMUP=1 HELD=10000 HOLD_MS=3000 BUILD=1 OUT=""
 while [[ $# -gt 0 ]]; do
@@ -61,9 +62,7 @@ JIT_DIR=$DIR/jit
 AOT_BIN=${GATEWAY_AOT_BINARY:-}
 if [[ $BUILD -eq 1 ]]; then
   log "building LoadGen and EchoBackend (Release)"
-  for proj in bench/LoadGen/LoadGen.csproj samples/EchoBackend/EchoBackend.csproj; do
-    dotnet build "$proj" -c Release --nologo -v quiet -clp:ErrorsOnly >&2
-  done
+  build_release bench/LoadGen/LoadGen.csproj samples/EchoBackend/EchoBackend.csproj
 fi
 log "publishing the JIT build (as src/Gateway/Dockerfile does)"
 dotnet publish src/Gateway/Gateway.csproj -c Release -p:UseAppHost=false --artifacts-path "$DIR/jit-build" -o "$JIT_DIR" --nologo -v quiet -clp:ErrorsOnly >&2

@@ -7,6 +7,7 @@
 # Usage: bench/capture.sh [--rounds N] [--duration S] [--no-build] [--out FILE.md]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh # build_release
 ROUNDS=3; DURATION=4; BUILD=1; OUT="bench/results/$(date -u +%Y-%m-%d)-capture.md"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -18,9 +19,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$BUILD" = 1 ]; then
-  for proj in bench/LoadGen/LoadGen.csproj src/Gateway/Gateway.csproj samples/EchoBackend/EchoBackend.csproj; do
-    dotnet build "$proj" -c Release --nologo -v quiet -clp:ErrorsOnly >&2
-  done
+  build_release bench/LoadGen/LoadGen.csproj src/Gateway/Gateway.csproj samples/EchoBackend/EchoBackend.csproj
 fi
 DIR=$(mktemp -d)
 pids=()

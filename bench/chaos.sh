@@ -9,6 +9,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+source bench/lib.sh # build_release
 
 BUILD=1
 args=()
@@ -17,9 +18,7 @@ for a in "$@"; do
 done
 
 if [[ $BUILD -eq 1 ]]; then
-  for proj in src/Gateway/Gateway.csproj samples/KeyValueBackend/KeyValueBackend.csproj bench/Chaos/Chaos.csproj; do
-    dotnet build "$proj" -c Release --nologo -v quiet -clp:ErrorsOnly >&2
-  done
+  build_release src/Gateway/Gateway.csproj samples/KeyValueBackend/KeyValueBackend.csproj bench/Chaos/Chaos.csproj
 fi
 
 exec dotnet bench/Chaos/bin/Release/net10.0/Chaos.dll "${args[@]}"

@@ -16,6 +16,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+source bench/lib.sh # build_release, wait_http
 
 SMOKE=0 ROUNDS=3 DURATION=4 WARMUP=1 NGINX_WORKERS=auto SCALE=1 BUILD=1 OUT=""
 SCALE_CONNECTIONS=10000 SCALE_DELAY_MS=3000 DGRAM_QLEN=""
@@ -69,9 +70,7 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- build (Release)
 if [[ $BUILD -eq 1 ]]; then
   log "building Release"
-  for proj in bench/LoadGen/LoadGen.csproj bench/DirectEcho/DirectEcho.csproj src/Gateway/Gateway.csproj samples/EchoBackend/EchoBackend.csproj; do
-    dotnet build "$proj" -c Release --nologo -v quiet -clp:ErrorsOnly >&2
-  done
+  build_release bench/LoadGen/LoadGen.csproj bench/DirectEcho/DirectEcho.csproj src/Gateway/Gateway.csproj samples/EchoBackend/EchoBackend.csproj
 fi
 LOADGEN=(dotnet bench/LoadGen/bin/Release/net10.0/LoadGen.dll)
 DIRECT_DLL=bench/DirectEcho/bin/Release/net10.0/DirectEcho.dll
@@ -94,18 +93,6 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 # ---------------------------------------------------------------- start the systems under test
-# Readiness: a bounded loop of HTTP GETs over the Unix socket (no sleeps as synchronisation beyond this poll).
-LAST_CODE=""
-wait_http() { # socket path seconds
-  local sock=$1 path=$2 deadline=$((SECONDS + $3)) code
-  while ((SECONDS < deadline)); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$sock" "http://localhost$path" 2>/dev/null || true)
-    LAST_CODE=$code
-    [[ $code == 200 ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 alive() { kill -0 "$1" 2>/dev/null; }
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1

@@ -17,6 +17,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+source bench/lib.sh # build_release, wait_http
 SMOKE=0 SIZE_MIB=1024 STREAMS=1000 ROUNDS=2 BUILD=1 OUT="" TTFB_N=300 LOAD_S=5
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -52,23 +53,13 @@ trap 'exit 130' INT TERM
 
 if [[ $BUILD -eq 1 ]]; then
   log "building Release"
-  for proj in bench/LoadGen/LoadGen.csproj bench/DirectEcho/DirectEcho.csproj src/Gateway/Gateway.csproj samples/EchoBackend/EchoBackend.csproj; do
-    dotnet build "$proj" -c Release --nologo -v quiet -clp:ErrorsOnly >&2
-  done
+  build_release bench/LoadGen/LoadGen.csproj bench/DirectEcho/DirectEcho.csproj src/Gateway/Gateway.csproj samples/EchoBackend/EchoBackend.csproj
 fi
 for tool in nginx curl python3; do command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install $tool)" >&2; exit 1; }; done
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 LOADGEN=(dotnet bench/LoadGen/bin/Release/net10.0/LoadGen.dll)
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-wait_http() { # socket path seconds
-  local deadline=$((SECONDS + $3))
-  while ((SECONDS < deadline)); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$1" "http://localhost$2" 2>/dev/null || true) == 200 ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 rss_sum() { local total=0 pid; for pid in ${1//,/ }; do total=$((total + $(rss "$pid"))); done; echo "$total"; }
 # Samples the summed VmRSS (KiB) of the comma-separated pids every 100 ms into FILE (its max) until FILE.stop exists.
