@@ -149,6 +149,7 @@ internal sealed class ForwardingHandler
             // docs/protocol.md §5, NO_RETRY: no other attempt will follow, so the backend need not keep the reply for a replay.
             FrameHeader.PatchFeatures(frame.Span, (StreamFeatures)frame.Span[5] | StreamFeatures.NoRetry);
         }
+
         var attempt = new ForwardingAttempt(route, first, frame, correlationId, idempotent, retryable, _timeProvider, _logger, context.RequestAborted);
         ResilienceContext? resilienceContext = null;
         DatagramReply reply;
