@@ -1,6 +1,12 @@
 using Gateway.Hosting;
 using Microsoft.Extensions.Options;
 
+if (StartupErrors.IsMainProgram)
+{
+    // Before the first socket operation: the runtime reads it once (SocketCompletions; issue 20).
+    SocketCompletions.PreferInline();
+}
+
 try
 {
     args = ConfigurationFiles.ExtractConfigSwitch(args, out var configFile);

@@ -153,6 +153,11 @@ internal sealed class StartupSummary(RouteTableProvider provider, ILogger<Startu
     public Task StartAsync(CancellationToken cancellationToken)
     {
         provider.LogSummary();
+        Log.SocketCompletionMode(
+            logger,
+            SocketCompletions.Inline ? "inline on the socket engine's thread" : "on the thread pool",
+            SocketCompletions.Variable,
+            Environment.GetEnvironmentVariable(SocketCompletions.Variable) ?? "(unset)");
         var queueLength = UnixDatagramQueue.ReadMaxLength();
         if (UnixDatagramQueue.IsBelowRecommended(queueLength))
         {

@@ -223,6 +223,26 @@ public class GatewayProcessTests(ITestOutputHelper output)
         Assert.DoesNotContain("   at ", gateway.Output, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("", "inline on the socket engine's thread", "1")] // unset: the gateway chooses inline completions
+    [InlineData("0", "on the thread pool", "0")] // the operator's choice is kept
+    [InlineData("1", "inline on the socket engine's thread", "1")]
+    [InlineData("true", "on the thread pool", "true")] // the runtime takes only "1": the log says what it will do
+    public async Task SocketCompletions_InlineUnlessTheOperatorChose_AndRequestsAreServedEitherWay(string variable, string mode, string value)
+    {
+        using var dir = new TempSocketDirectory();
+        var socket = dir.Socket("gw.sock");
+        await using var gateway = await GatewayProcess.StartHealthyAsync(socket, new Dictionary<string, string> { ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = variable });
+        using var client = UnixHttp.CreateClient(socket);
+
+        // The demo backend (zero configuration) answers through the datagram hop and Kestrel's socket, in either mode.
+        var bodies = await Task.WhenAll(Enumerable.Range(0, 16).Select(n => client.GetStringAsync($"/echo/n{n}")));
+
+        Assert.All(bodies.Select((body, n) => (body, n)), b => Assert.Contains($"/n{b.n}", b.body, StringComparison.Ordinal));
+        var line = $"Socket completions run {mode} (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS={value})";
+        await Eventually.UntilAsync(() => gateway.Output.Contains(line, StringComparison.Ordinal), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(20));
+    }
+
     [Fact]
     public async Task HealthcheckSwitch_ExitsZeroWhenHealthy_OneWhenNotRunning()
     {
