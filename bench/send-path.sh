@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Per-process cost of the gateway path, two (or more) builds side by side in one session (issue 20 (a)).
 #   bench/send-path.sh --build base=/tmp/base-checkout --build new=. [--qlen 10,256] [--rounds 3] [--duration 4]
-# Each --build names a checkout whose src/Gateway and samples/EchoBackend are built in Release. For every build and
+#                      [--env 'new:NAME=VALUE'] [--scenarios 'GET c1,GET c32,POST 4KiB c32']
+# Each --build names a checkout whose src/Gateway and samples/EchoBackend are built in Release. --env sets an
+# environment variable for that build's gateway process only (repeatable; the same checkout may be listed under two
+# labels to compare a runtime setting side by side). For every build and
 # every net.unix.max_dgram_qlen value (values other than the machine's need root: the sysctl is set while that pair's
 # sockets are created, then restored), one gateway + echo pair is started; then, round by round, every scenario runs
 # against every pair in a rotating order. Per run and per process (gateway, echo): CPU µs per request (utime+stime
@@ -12,7 +15,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-BUILDS=() QLENS="" ROUNDS=3 DURATION=4 OUT=""
+BUILDS=() QLENS="" ROUNDS=3 DURATION=4 OUT="" ONLY=""
+declare -A GW_ENV
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) BUILDS+=("$2"); shift ;;
@@ -20,7 +24,9 @@ while [[ $# -gt 0 ]]; do
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --env) GW_ENV[${2%%:*}]+=" ${2#*:}"; shift ;;
+    --scenarios) ONLY=$2; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -62,7 +68,8 @@ for build in "${BUILDS[@]}"; do
     dotnet "$repo/samples/EchoBackend/bin/Release/net10.0/EchoBackend.dll" --Backend:SocketPath="$sock-echo.sock" \
       --Logging:LogLevel:Default=Warning >"$sock-echo.log" 2>&1 &
     ECHO[$key]=$!; PIDS+=("$!")
-    dotnet "$repo/src/Gateway/bin/Release/net10.0/Gateway.dll" --Gateway:Listen:UnixSocket="$sock-gw.sock" \
+    # shellcheck disable=SC2086 # the --env words are NAME=VALUE pairs
+    env ${GW_ENV[$label]:-} dotnet "$repo/src/Gateway/bin/Release/net10.0/Gateway.dll" --Gateway:Listen:UnixSocket="$sock-gw.sock" \
       --Gateway:DemoBackend:Enabled=false --Gateway:Backends:echo:Instances:0="$sock-echo.sock" \
       --Gateway:Routes:echo:Path='/echo/{**rest}' --Gateway:Routes:echo:Backend=echo \
       --Logging:LogLevel:Default=Warning >"$sock-gw.log" 2>&1 &
@@ -97,7 +104,10 @@ print(ticks, sum(groups.values()), ",".join(f"{k}={v}" for k, v in sorted(groups
 EOF
 }
 
-SCENARIOS=("GET c1|GET|0|1" "GET c32|GET|0|32" "POST 4KiB c32|POST|4096|32")
+SCENARIOS=()
+for spec in "GET c1|GET|0|1" "GET c32|GET|0|32" "POST 4KiB c32|POST|4096|32"; do
+  [[ -z $ONLY || ",$ONLY," == *",${spec%%|*},"* ]] && SCENARIOS+=("$spec")
+done
 HZ=$(getconf CLK_TCK)
 for ((round = 1; round <= ROUNDS; round++)); do
   for spec in "${SCENARIOS[@]}"; do
