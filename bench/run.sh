@@ -12,6 +12,8 @@
 #   gateway  the gateway (src/Gateway) forwarding to the C# echo sample (samples/EchoBackend) over datagrams
 #   direct   bench/DirectEcho: the same echo served by Kestrel on a Unix socket (the ceiling, no extra hop)
 #   nginx    nginx (Debian package) on a Unix socket proxying to DirectEcho over a Unix socket, upstream keep-alive
+#   gateway-raw  the same gateway process, route /raw/{**rest}, in front of the C raw echo (samples/raw/c, Mode=Raw:
+#            the body as one datagram, the upper-cased datagram back); reported beside nginx, no target (issue 20)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -82,6 +84,16 @@ GATEWAY_EXE=${GATEWAY_EXE:-}
 if [[ -n $GATEWAY_EXE ]]; then GATEWAY_CMD=("$GATEWAY_EXE"); GATEWAY_FILE=$GATEWAY_EXE; else GATEWAY_CMD=(dotnet "$GATEWAY_DLL"); GATEWAY_FILE=$GATEWAY_DLL; fi
 ECHO_DLL=${ECHO_DLL:-samples/EchoBackend/bin/Release/net10.0/EchoBackend.dll}
 
+if ! command -v cc >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing gcc (apt-get) for the C raw echo"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >&2
+  else
+    echo "no C compiler for samples/raw/c/echo_server.c (apt-get install gcc)" >&2; exit 1
+  fi
+fi
+cc -O2 -Wall -Wextra -o "$DIR/raw_echo" samples/raw/c/echo_server.c
+
 if ! command -v nginx >/dev/null; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     log "installing nginx (apt-get)"
@@ -122,12 +134,17 @@ if [[ -f $GATEWAY_FILE && -f $ECHO_DLL ]]; then
   if [[ -n $DGRAM_QLEN ]]; then log "net.unix.max_dgram_qlen $DEFAULT_QLEN -> $DGRAM_QLEN for the gateway and echo"; echo "$DGRAM_QLEN" >"$QLEN_FILE"; fi
   dotnet "$ECHO_DLL" --Backend:SocketPath="$DIR/echo.sock" --Backend:MaxConcurrency="$HOLD" --Logging:LogLevel:Default=Warning >"$DIR/echo.log" 2>&1 &
   ECHO_PID=$!; PIDS+=("$ECHO_PID")
+  "$DIR/raw_echo" --socket "$DIR/raw.sock" >"$DIR/raw.log" 2>&1 &
+  RAW_PID=$!; PIDS+=("$RAW_PID")
+  for _ in $(seq 100); do [[ -S $DIR/raw.sock ]] && break; sleep 0.05; done
   "${GATEWAY_CMD[@]}" --Gateway:Listen:UnixSocket="$DIR/gw.sock" --Gateway:DemoBackend:Enabled=false \
     --Gateway:Backends:echo:Instances:0="$DIR/echo.sock" --Gateway:Routes:echo:Path='/echo/{**rest}' \
     --Gateway:Routes:echo:Backend=echo --Gateway:Backends:echo:MaxInFlightPerInstance="$HOLD" \
+    --Gateway:Backends:raw:Instances:0="$DIR/raw.sock" --Gateway:Backends:raw:Mode=Raw \
+    --Gateway:Routes:raw:Path='/raw/{**rest}' --Gateway:Routes:raw:Backend=raw \
     --Logging:LogLevel:Default=Warning >"$DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!; PIDS+=("$GATEWAY_PID")
-  if wait_http "$DIR/gw.sock" /echo/ready 20 && alive "$ECHO_PID"; then
+  if wait_http "$DIR/gw.sock" /echo/ready 20 && alive "$ECHO_PID" && alive "$RAW_PID"; then
     GATEWAY_OK=1
     restore_qlen
   else
@@ -139,13 +156,14 @@ else
 fi
 [[ $GATEWAY_OK -eq 1 ]] || log "target gateway UNAVAILABLE: $GATEWAY_REASON"
 
-declare -A SOCK WATCH
+declare -A SOCK WATCH TPATH VERIFY
 SOCK[direct]="$DIR/direct.sock"; WATCH[direct]="$DIRECT_PID"
 SOCK[nginx]="$DIR/nginx.sock";   WATCH[nginx]="$NGINX_PID,$NGINX_WORKER_PIDS,$DIRECT_PID"
 TARGETS=(nginx direct)
 if [[ $GATEWAY_OK -eq 1 ]]; then
   SOCK[gateway]="$DIR/gw.sock"; WATCH[gateway]="$GATEWAY_PID,$ECHO_PID"
-  TARGETS=(gateway nginx direct)
+  SOCK[gateway-raw]="$DIR/gw.sock"; WATCH[gateway-raw]="$GATEWAY_PID,$RAW_PID"; TPATH[gateway-raw]=/raw/hello; VERIFY[gateway-raw]=upper
+  TARGETS=(gateway nginx direct gateway-raw)
 fi
 
 # ---------------------------------------------------------------- scenarios, alternating targets
@@ -166,8 +184,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for ((k = 0; k < n; k++)); do
       target=${TARGETS[$(((k + round + ${#name}) % n))]}
       log "round $round/$ROUNDS  $name  $target"
-      "${LOADGEN[@]}" --socket "${SOCK[$target]}" --path /echo/hello --method "$method" --body-size "$body" \
-        --concurrency "$conc" --warmup "$WARMUP" --duration "$DURATION" --verify all --watch-pid "${WATCH[$target]}" \
+      "${LOADGEN[@]}" --socket "${SOCK[$target]}" --path "${TPATH[$target]:-/echo/hello}" --method "$method" --body-size "$body" \
+        --concurrency "$conc" --warmup "$WARMUP" --duration "$DURATION" --verify "${VERIFY[$target]:-all}" --watch-pid "${WATCH[$target]}" \
         --label "$target" --scenario "$name" --round "$round" --json >>"$RAW" ||
         log "load generator failed for $target / $name"
     done
@@ -179,7 +197,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$DIR/scale.jsonl"
 if [[ $SCALE -eq 1 ]]; then
   for target in "${TARGETS[@]}"; do
-    [[ $target == nginx ]] && continue # the scale target is about the gateway; direct Kestrel is the reference
+    # The scale target is about the gateway (its echo route); direct Kestrel is the reference.
+    [[ $target == nginx || $target == gateway-raw ]] && continue
     log "scale: $SCALE_CONNECTIONS in flight, x-echo-delay-ms $SCALE_DELAY_MS, $target"
     # RSS is watched for the front process only (the gateway, or DirectEcho).
     "${LOADGEN[@]}" --socket "${SOCK[$target]}" --path /echo/scale --method POST --body-size 64 --unique-body \
@@ -209,6 +228,7 @@ if [[ -n $DGRAM_QLEN ]]; then
 else
   NOTES+=(--note "net.unix.max_dgram_qlen = $DEFAULT_QLEN (the kernel's datagram queue length; \`--dgram-qlen N\` measures the tuned deployment)")
 fi
+[[ $GATEWAY_OK -eq 1 ]] && NOTES+=(--note "gateway-raw: the same gateway process in front of the C raw echo (samples/raw/c/echo_server.c, Mode=Raw, route /raw/{**rest}, its default MaxConcurrency of 64 exchanges); CPU sums the gateway and the raw echo; reported beside nginx, no target")
 [[ $SCALE -eq 1 ]] && NOTES+=(--note "scale test: $SCALE_CONNECTIONS connections x 1 request, x-echo-delay-ms $SCALE_DELAY_MS")
 "${LOADGEN[@]}" report --in "$RAW" --scale "$DIR/scale.jsonl" --md "$MD" --svg "$SVG" \
   --title "Gateway vs nginx vs direct Kestrel (Unix sockets)" "${NOTES[@]}" >/dev/null

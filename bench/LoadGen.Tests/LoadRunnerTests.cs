@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Gateway.Testing;
@@ -80,6 +81,20 @@ public class LoadRunnerTests
         Assert.Contains("\r\nx-echo-delay-ms: 5\r\n", text, StringComparison.Ordinal);
         Assert.StartsWith("conn=000123;", Encoding.ASCII.GetString(expected), StringComparison.Ordinal);
         Assert.EndsWith(Encoding.ASCII.GetString(expected), text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("GET", 0, "")] // raw mode: no body, one empty datagram, an empty reply
+    [InlineData("POST", 30, "ABCDEFGHIJKLMNOPQRSTUVWXYZABCD")]
+    public void BuildRequest_VerifyUpper_ExpectsTheRawEchosUpperCasedBody(string method, int bodySize, string expectedBody)
+    {
+        var options = Options.Parse(["--socket", "/x", "--path", "/raw/hello", "--method", method, "--body-size", bodySize.ToString(CultureInfo.InvariantCulture), "--verify", "upper"]);
+
+        var (request, expected) = LoadRunner.BuildRequest(options, 0);
+
+        Assert.Equal(expectedBody, Encoding.ASCII.GetString(expected));
+        Assert.StartsWith($"{method} /raw/hello HTTP/1.1\r\n", Encoding.ASCII.GetString(request), StringComparison.Ordinal);
+        Assert.EndsWith("\r\n\r\n" + expectedBody.ToLowerInvariant(), Encoding.ASCII.GetString(request), StringComparison.Ordinal);
     }
 
     /// <summary>

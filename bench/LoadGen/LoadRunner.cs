@@ -89,7 +89,7 @@ internal sealed class LoadRunner
                 (shared, sharedExpected) = BuildRequest(o, i);
             }
 
-            var verify = o.Verify == VerifyMode.All || (o.Verify == VerifyMode.Body && o.BodySize > 0);
+            var verify = o.Verify is VerifyMode.All or VerifyMode.Upper || (o.Verify == VerifyMode.Body && o.BodySize > 0);
             // Big enough for a 64 KiB echo in one read at normal concurrency; small when holding thousands.
             var bufferSize = o.Concurrency > 1024 ? 8 * 1024 : 64 * 1024;
             connections[i] = new Connection(this, shared, sharedExpected!, verify, bufferSize);
@@ -251,7 +251,8 @@ internal sealed class LoadRunner
         var request = new byte[headBytes.Length + body.Length];
         headBytes.CopyTo(request, 0);
         body.CopyTo(request, headBytes.Length);
-        var expected = body.Length > 0 ? body : Encoding.UTF8.GetBytes($"{o.Method} {o.Path}\n");
+        var expected = o.Verify == VerifyMode.Upper ? Encoding.ASCII.GetBytes(Encoding.ASCII.GetString(body).ToUpperInvariant())
+            : body.Length > 0 ? body : Encoding.UTF8.GetBytes($"{o.Method} {o.Path}\n");
         return (request, expected);
     }
 }

@@ -7,6 +7,9 @@ internal enum VerifyMode
     None,
     Body,
     All,
+
+    /// <summary>A raw-mode upper-casing echo (samples/raw): the body with ASCII a–z upper-cased; no body, an empty one.</summary>
+    Upper,
 }
 
 internal sealed class Options
@@ -52,7 +55,8 @@ internal sealed class Options
           --timeout S                   count mode: give up after S seconds (default 120)
           --header "name: value"        extra request header (repeatable)
           --unique-body                 stamp each connection's body with its index (detects cross-talk)
-          --verify none|body|all        check echo bodies: request body; 'all' also "{METHOD} {target}\n"
+          --verify none|body|all|upper  check echo bodies: request body; 'all' also "{METHOD} {target}\n";
+                                        'upper' the raw echo's (samples/raw): the body upper-cased, or empty
           --watch-pid P[,P...]          report CPU% and RSS of these processes over the measured window
           --label L --scenario S --round R   copied into the JSON record
           --json                        print one JSON line instead of text

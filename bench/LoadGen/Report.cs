@@ -7,12 +7,13 @@ namespace Gateway.Bench.LoadGen;
 /// <summary>Turns the JSON lines of a run (several rounds) into a Markdown table with ratios and an SVG plot.</summary>
 internal static class Report
 {
-    private static readonly string[] TargetOrder = ["gateway", "nginx", "direct"];
+    private static readonly string[] TargetOrder = ["gateway", "nginx", "direct", "gateway-raw"];
     private static readonly Dictionary<string, string> Colors = new()
     {
         ["gateway"] = "#1f77b4",
         ["nginx"] = "#2ca02c",
         ["direct"] = "#7f7f7f",
+        ["gateway-raw"] = "#9467bd",
     };
 
     private sealed record Row(string Scenario, string Target, int Rounds, double Rps, double P50, double P90, double P99, double P999,
