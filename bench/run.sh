@@ -157,12 +157,13 @@ fi
 [[ $GATEWAY_OK -eq 1 ]] || log "target gateway UNAVAILABLE: $GATEWAY_REASON"
 
 declare -A SOCK WATCH TPATH VERIFY
-SOCK[direct]="$DIR/direct.sock"; WATCH[direct]="$DIRECT_PID"
-SOCK[nginx]="$DIR/nginx.sock";   WATCH[nginx]="$NGINX_PID,$NGINX_WORKER_PIDS,$DIRECT_PID"
+# P:name: LoadGen reports CPU and context switches per request for each name (processes of one name summed).
+SOCK[direct]="$DIR/direct.sock"; WATCH[direct]="$DIRECT_PID:kestrel"
+SOCK[nginx]="$DIR/nginx.sock";   WATCH[nginx]="$NGINX_PID:nginx,$(sed 's/,/:nginx,/g; s/$/:nginx/' <<<"$NGINX_WORKER_PIDS"),$DIRECT_PID:kestrel"
 TARGETS=(nginx direct)
 if [[ $GATEWAY_OK -eq 1 ]]; then
-  SOCK[gateway]="$DIR/gw.sock"; WATCH[gateway]="$GATEWAY_PID,$ECHO_PID"
-  SOCK[gateway-raw]="$DIR/gw.sock"; WATCH[gateway-raw]="$GATEWAY_PID,$RAW_PID"; TPATH[gateway-raw]=/raw/hello; VERIFY[gateway-raw]=upper
+  SOCK[gateway]="$DIR/gw.sock"; WATCH[gateway]="$GATEWAY_PID:gateway,$ECHO_PID:echo"
+  SOCK[gateway-raw]="$DIR/gw.sock"; WATCH[gateway-raw]="$GATEWAY_PID:gateway,$RAW_PID:raw echo"; TPATH[gateway-raw]=/raw/hello; VERIFY[gateway-raw]=upper
   TARGETS=(gateway nginx direct gateway-raw)
 fi
 

@@ -22,6 +22,9 @@ internal sealed class RunResult
     public long WatchedPeakRssKb { get; set; }
     public long WatchedMaxSampledRssKb { get; set; }
 
+    /// <summary>Per watched process name: CPU seconds and context switches over the measured window.</summary>
+    public List<(string Name, double CpuSeconds, long ContextSwitches)> Processes { get; } = [];
+
     public long TotalErrors => Errors.Sum();
 }
 
@@ -119,12 +122,14 @@ internal sealed class LoadRunner
         long t0;
         TimeSpan cpu0;
         double watched0;
+        (double Cpu, long Switches)[] perProcess0;
         if (o.CountMode)
         {
             _recording = true;
             t0 = Stopwatch.GetTimestamp();
             cpu0 = process.TotalProcessorTime;
             watched0 = ProcessWatch.CpuSeconds(o.WatchPids);
+            perProcess0 = SnapshotProcesses(o);
             tasks = Array.ConvertAll(connections, c => c.RunAsync(o.RequestsPerConnection));
             try
             {
@@ -142,6 +147,7 @@ internal sealed class LoadRunner
             t0 = Stopwatch.GetTimestamp();
             cpu0 = process.TotalProcessorTime;
             watched0 = ProcessWatch.CpuSeconds(o.WatchPids);
+            perProcess0 = SnapshotProcesses(o);
             await Task.Delay(TimeSpan.FromSeconds(o.DurationSeconds));
         }
 
@@ -150,6 +156,23 @@ internal sealed class LoadRunner
         process.Refresh();
         var cpu1 = process.TotalProcessorTime;
         var watched1 = ProcessWatch.CpuSeconds(o.WatchPids);
+        var perProcess1 = SnapshotProcesses(o);
+        foreach (var name in o.WatchNames.Distinct())
+        {
+            double cpu = 0;
+            long switches = 0;
+            for (var i = 0; i < o.WatchPids.Count; i++)
+            {
+                if (o.WatchNames[i] == name)
+                {
+                    cpu += perProcess1[i].Cpu - perProcess0[i].Cpu;
+                    switches += perProcess1[i].Switches - perProcess0[i].Switches;
+                }
+            }
+
+            result.Processes.Add((name, cpu, switches));
+        }
+
         result.WatchedRssKb = ProcessWatch.StatusKb(o.WatchPids, "VmRSS");
         result.WatchedPeakRssKb = ProcessWatch.StatusKb(o.WatchPids, "VmHWM");
         await samplerStop.CancelAsync();
@@ -179,6 +202,9 @@ internal sealed class LoadRunner
         Collect(connections, result);
         return result;
     }
+
+    private static (double Cpu, long Switches)[] SnapshotProcesses(Options o) =>
+        o.WatchPids.Select(pid => (ProcessWatch.CpuSeconds([pid]), ProcessWatch.ContextSwitches(pid))).ToArray();
 
     /// <summary>Samples the watched processes' RSS every 100 ms and keeps the maximum (RSS while under load).</summary>
     private static async Task SampleRssAsync(List<int> pids, RunResult result, CancellationToken cancellationToken)

@@ -31,6 +31,9 @@ internal sealed class Options
     public string Scenario { get; set; } = "";
     public int Round { get; set; }
     public List<int> WatchPids { get; } = [];
+
+    /// <summary>The name of each watched process (<c>--watch-pid P:name</c>), parallel to <see cref="WatchPids"/>; processes of one name are summed.</summary>
+    public List<string> WatchNames { get; } = [];
     public int ConnectParallelism { get; set; } = 64;
 
     /// <summary>Count mode: every connection sends a fixed number of requests, then the run ends.</summary>
@@ -57,7 +60,8 @@ internal sealed class Options
           --unique-body                 stamp each connection's body with its index (detects cross-talk)
           --verify none|body|all|upper  check echo bodies: request body; 'all' also "{METHOD} {target}\n";
                                         'upper' the raw echo's (samples/raw): the body upper-cased, or empty
-          --watch-pid P[,P...]          report CPU% and RSS of these processes over the measured window
+          --watch-pid P[:name][,P...]   report CPU% and RSS of these processes over the measured window, and per
+                                        name (processes of one name summed) CPU time and context switches
           --label L --scenario S --round R   copied into the JSON record
           --json                        print one JSON line instead of text
         Environment: DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT (default 1 here) = event-loop threads.
@@ -91,7 +95,10 @@ internal sealed class Options
                 case "--watch-pid":
                     foreach (var p in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                     {
-                        o.WatchPids.Add(int.Parse(p, CultureInfo.InvariantCulture));
+                        var colon = p.IndexOf(':', StringComparison.Ordinal);
+                        var pid = int.Parse(colon < 0 ? p : p[..colon], CultureInfo.InvariantCulture);
+                        o.WatchPids.Add(pid);
+                        o.WatchNames.Add(colon < 0 ? pid.ToString(CultureInfo.InvariantCulture) : p[(colon + 1)..]);
                     }
 
                     break;

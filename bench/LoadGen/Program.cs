@@ -86,6 +86,17 @@ static string ToJson(RunResult r)
             w.WriteNumber("sut_rss_kb", r.WatchedRssKb);
             w.WriteNumber("sut_peak_rss_kb", r.WatchedPeakRssKb);
             w.WriteNumber("sut_max_sampled_rss_kb", r.WatchedMaxSampledRssKb);
+            w.WriteStartArray("processes");
+            foreach (var (name, cpu, switches) in r.Processes)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", name);
+                w.WriteNumber("cpu_us_per_req", r.Requests > 0 ? Math.Round(cpu * 1e6 / r.Requests, 1) : 0);
+                w.WriteNumber("cs_per_req", r.Requests > 0 ? Math.Round((double)switches / r.Requests, 2) : 0);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
         }
 
         w.WriteEndObject();

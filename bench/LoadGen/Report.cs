@@ -43,7 +43,7 @@ internal static class Report
         }
 
         var rows = Load(input);
-        var markdown = Markdown(rows, title, notes);
+        var markdown = Markdown(rows, title, notes) + PerProcess(input);
         if (scale is not null && File.Exists(scale))
         {
             markdown += Scale(scale);
@@ -111,6 +111,43 @@ internal static class Report
         }
 
         return rows;
+    }
+
+    /// <summary>
+    /// Per scenario, target and watched process name (<c>--watch-pid P:name</c>): median CPU µs and context switches per
+    /// request over the rounds. Empty when no record names its processes.
+    /// </summary>
+    internal static string PerProcess(string path)
+    {
+        var records = File.ReadLines(path).Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement.Clone())
+            .Where(r => r.TryGetProperty("processes", out var p) && p.GetArrayLength() > 0).ToList();
+        if (records.Count == 0)
+        {
+            return "";
+        }
+
+        var sb = new StringBuilder();
+        sb.AppendLine().AppendLine("## Per process").AppendLine();
+        sb.AppendLine("CPU time (utime + stime, /proc/PID/stat) and context switches (voluntary + nonvoluntary over /proc/PID/task/*/status)");
+        sb.AppendLine("of each process of the target over the measured window, divided by the requests; medians over rounds.").AppendLine();
+        sb.AppendLine("| scenario | target | process | CPU µs/req | context switches/req |");
+        sb.AppendLine("|---|---|---|--:|--:|");
+        foreach (var scenario in records.Select(r => r.GetProperty("scenario").GetString()!).Distinct())
+        {
+            foreach (var target in records.Select(r => r.GetProperty("label").GetString()!).Distinct().OrderBy(Order))
+            {
+                var set = records.Where(r => r.GetProperty("scenario").GetString() == scenario && r.GetProperty("label").GetString() == target).ToList();
+                var processes = set.SelectMany(r => r.GetProperty("processes").EnumerateArray()).GroupBy(p => p.GetProperty("name").GetString()!);
+                foreach (var process in processes)
+                {
+                    var cpu = MedianOf(process.Select(p => p.GetProperty("cpu_us_per_req").GetDouble()));
+                    var cs = MedianOf(process.Select(p => p.GetProperty("cs_per_req").GetDouble()));
+                    sb.AppendLine(CultureInfo.InvariantCulture, $"| {scenario} | {target} | {process.Key} | {cpu:F1} | {cs:F2} |");
+                }
+            }
+        }
+
+        return sb.ToString();
     }
 
     private static string Scale(string path)
