@@ -12,8 +12,9 @@
 #   gateway  the gateway (src/Gateway) forwarding to the C# echo sample (samples/EchoBackend) over datagrams
 #   direct   bench/DirectEcho: the same echo served by Kestrel on a Unix socket (the ceiling, no extra hop)
 #   nginx    nginx (Debian package) on a Unix socket proxying to DirectEcho over a Unix socket, upstream keep-alive
-#   gateway-raw  the same gateway process, route /raw/{**rest}, in front of the C raw echo (samples/raw/c, Mode=Raw:
-#            the body as one datagram, the upper-cased datagram back); reported beside nginx, no target (issue 20)
+#   gateway-raw  a second gateway process, route /raw/{**rest}, in front of the C raw echo (samples/raw/c, Mode=Raw:
+#            the body as one datagram, the upper-cased datagram back); reported beside nginx, no target (issue 20).
+#            Its own process, so that the raw exchanges' pooled 208 KiB receive buffers do not count in the scale test
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -140,16 +141,19 @@ if [[ -f $GATEWAY_FILE && -f $ECHO_DLL ]]; then
   "${GATEWAY_CMD[@]}" --Gateway:Listen:UnixSocket="$DIR/gw.sock" --Gateway:DemoBackend:Enabled=false \
     --Gateway:Backends:echo:Instances:0="$DIR/echo.sock" --Gateway:Routes:echo:Path='/echo/{**rest}' \
     --Gateway:Routes:echo:Backend=echo --Gateway:Backends:echo:MaxInFlightPerInstance="$HOLD" \
-    --Gateway:Backends:raw:Instances:0="$DIR/raw.sock" --Gateway:Backends:raw:Mode=Raw \
-    --Gateway:Routes:raw:Path='/raw/{**rest}' --Gateway:Routes:raw:Backend=raw \
     --Logging:LogLevel:Default=Warning >"$DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!; PIDS+=("$GATEWAY_PID")
-  if wait_http "$DIR/gw.sock" /echo/ready 20 && alive "$ECHO_PID" && alive "$RAW_PID"; then
+  "${GATEWAY_CMD[@]}" --Gateway:Listen:UnixSocket="$DIR/gwraw.sock" --Gateway:DemoBackend:Enabled=false \
+    --Gateway:Backends:raw:Instances:0="$DIR/raw.sock" --Gateway:Backends:raw:Mode=Raw \
+    --Gateway:Routes:raw:Path='/raw/{**rest}' --Gateway:Routes:raw:Backend=raw \
+    --Logging:LogLevel:Default=Warning >"$DIR/gateway-raw.log" 2>&1 &
+  GATEWAY_RAW_PID=$!; PIDS+=("$GATEWAY_RAW_PID")
+  if wait_http "$DIR/gw.sock" /echo/ready 20 && wait_http "$DIR/gwraw.sock" /raw/ready 20 && alive "$ECHO_PID" && alive "$RAW_PID"; then
     GATEWAY_OK=1
     restore_qlen
   else
     GATEWAY_REASON="the gateway did not answer 200 on $DIR/gw.sock /echo/ready within 20 s (last HTTP status: ${LAST_CODE:-none}; gateway $(alive "$GATEWAY_PID" && echo running || echo "exited: $(tail -c 300 "$DIR/gateway.log" | tr '\n' ' ')"); echo backend $(alive "$ECHO_PID" && echo running || echo "exited: $(tail -c 200 "$DIR/echo.log" | tr '\n' ' ')"))"
-    kill -TERM "$GATEWAY_PID" "$ECHO_PID" 2>/dev/null || true
+    kill -TERM "$GATEWAY_PID" "$GATEWAY_RAW_PID" "$ECHO_PID" "$RAW_PID" 2>/dev/null || true
   fi
 else
   GATEWAY_REASON="not built ($GATEWAY_FILE or $ECHO_DLL missing)"
@@ -163,7 +167,7 @@ SOCK[nginx]="$DIR/nginx.sock";   WATCH[nginx]="$NGINX_PID:nginx,$(sed 's/,/:ngin
 TARGETS=(nginx direct)
 if [[ $GATEWAY_OK -eq 1 ]]; then
   SOCK[gateway]="$DIR/gw.sock"; WATCH[gateway]="$GATEWAY_PID:gateway,$ECHO_PID:echo"
-  SOCK[gateway-raw]="$DIR/gw.sock"; WATCH[gateway-raw]="$GATEWAY_PID:gateway,$RAW_PID:raw echo"; TPATH[gateway-raw]=/raw/hello; VERIFY[gateway-raw]=upper
+  SOCK[gateway-raw]="$DIR/gwraw.sock"; WATCH[gateway-raw]="$GATEWAY_RAW_PID:gateway,$RAW_PID:raw echo"; TPATH[gateway-raw]=/raw/hello; VERIFY[gateway-raw]=upper
   TARGETS=(gateway nginx direct gateway-raw)
 fi
 
@@ -229,7 +233,7 @@ if [[ -n $DGRAM_QLEN ]]; then
 else
   NOTES+=(--note "net.unix.max_dgram_qlen = $DEFAULT_QLEN (the kernel's datagram queue length; \`--dgram-qlen N\` measures the tuned deployment)")
 fi
-[[ $GATEWAY_OK -eq 1 ]] && NOTES+=(--note "gateway-raw: the same gateway process in front of the C raw echo (samples/raw/c/echo_server.c, Mode=Raw, route /raw/{**rest}, its default MaxConcurrency of 64 exchanges); CPU sums the gateway and the raw echo; reported beside nginx, no target")
+[[ $GATEWAY_OK -eq 1 ]] && NOTES+=(--note "gateway-raw: a second gateway process in front of the C raw echo (samples/raw/c/echo_server.c, Mode=Raw, route /raw/{**rest}, its default MaxConcurrency of 64 exchanges); CPU sums the gateway and the raw echo; reported beside nginx, no target")
 [[ $SCALE -eq 1 ]] && NOTES+=(--note "scale test: $SCALE_CONNECTIONS connections x 1 request, x-echo-delay-ms $SCALE_DELAY_MS")
 "${LOADGEN[@]}" report --in "$RAW" --scale "$DIR/scale.jsonl" --md "$MD" --svg "$SVG" \
   --title "Gateway vs nginx vs direct Kestrel (Unix sockets)" "${NOTES[@]}" >/dev/null
