@@ -5,15 +5,15 @@ namespace Gateway.Hosting;
 /// the OTLP exporter's HTTP): on the socket engine's epoll thread itself, instead of a hop to the thread pool for each
 /// completion. Kestrel's transport then fills the request pipe on the epoll thread and the request still runs on the
 /// pool (Kestrel's own scheduling is unchanged), so no application code runs on the epoll thread, only the transport's
-/// non-blocking receive and send loops. Measured side by side (bench/README.md, issue 20): GET c=32 −8–10 % gateway CPU
-/// per request and +5–12 % req/s, POST 4 KiB c=32 −8–24 % CPU.
+/// non-blocking receive and send loops. Measured against the runtime's default in 13 paired rounds (bench/README.md, issue 20):
+/// −9 % gateway CPU per GET and +11 % req/s at 32 connections, −10 % and +8 % for a 4 KiB POST, −12.5 % p50 at 1.
 /// </summary>
 /// <remarks>
 /// The runtime reads only the environment variable <see cref="Variable"/>, once, when its socket engine starts (the
 /// first asynchronous socket operation), so the gateway sets it first thing in <c>Main</c> unless the operator set it:
 /// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0</c> keeps the runtime's default (a pool hop per completion).
-/// It is not set when a host such as WebApplicationFactory runs the gateway in its own process: that process's
-/// sockets are the host's to configure.
+/// It is not set when a host such as WebApplicationFactory runs the gateway inside the host's own process: that
+/// process's sockets are the host's to configure.
 /// </remarks>
 internal static class SocketCompletions
 {
