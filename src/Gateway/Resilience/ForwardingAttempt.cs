@@ -113,16 +113,19 @@ internal sealed class ForwardingAttempt
             var (instance, attempt, remaining) = Begin();
             var client = instance.Client ?? throw new InvalidOperationException($"Backend '{Route.Backend.Name}' has no envelope client.");
 
-            // The same correlation ID, the next attempt number, the budget that is left.
-            var frame = MemoryMarshal.AsMemory(_frame).Span;
-            FrameHeader.PatchAttempt(frame, (ushort)Math.Min(attempt, ushort.MaxValue));
-            FrameHeader.PatchBudget(frame, BudgetMs(remaining));
+            // The same correlation ID, the next attempt number; the budget that is left is patched in once the
+            // instance has a slot for it (ExecuteOnInstanceAsync), since waiting for one spends budget.
+            FrameHeader.PatchAttempt(MemoryMarshal.AsMemory(_frame).Span, (ushort)Math.Min(attempt, ushort.MaxValue));
 
             return ExecuteOnInstanceAsync(
                 instance,
                 remaining,
-                static state => SendEnvelopeAsync(state.client, state.frame, state.attemptTimeout, state.timeProvider, state.callerAborted),
-                (client, frame: MemoryMarshal.AsMemory(_frame), attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, callerAborted: CallerAborted),
+                static (state, left) =>
+                {
+                    FrameHeader.PatchBudget(state.frame.Span, BudgetMs(left));
+                    return SendEnvelopeAsync(state.client, state.frame, state.self.AttemptTimeout(state.attempt, left), state.self._timeProvider, state.self.CallerAborted);
+                },
+                (self: this, client, frame: MemoryMarshal.AsMemory(_frame), attempt),
                 cancellationToken);
         }
         catch (Exception ex)
@@ -177,7 +180,7 @@ internal sealed class ForwardingAttempt
             return ExecuteOnInstanceAsync(
                 instance,
                 remaining,
-                static state => SendUploadAsync(state.client, state.head, state.body, state.timeout, state.timeProvider, state.callerAborted),
+                static (state, _) => SendUploadAsync(state.client, state.head, state.body, state.timeout, state.timeProvider, state.callerAborted),
                 (client, head, body, timeout: Route.Timeout, timeProvider: _timeProvider, callerAborted: CallerAborted),
                 CallerAborted);
         }
@@ -222,8 +225,8 @@ internal sealed class ForwardingAttempt
             return ExecuteOnInstanceAsync(
                 instance,
                 remaining,
-                static state => ExchangeRawAsync(state.client, state.body, state.attempt, state.attemptTimeout, state.timeProvider, state.method, state.callerAborted),
-                (client, body: _frame, attempt, attemptTimeout: AttemptTimeout(attempt, remaining), timeProvider: _timeProvider, method: Method, callerAborted: CallerAborted),
+                static (state, left) => ExchangeRawAsync(state.client, state.body, state.attempt, state.self.AttemptTimeout(state.attempt, left), state.self._timeProvider, state.self.Method, state.self.CallerAborted),
+                (self: this, client, body: _frame, attempt),
                 cancellationToken);
         }
         catch (Exception ex)
@@ -302,7 +305,7 @@ internal sealed class ForwardingAttempt
     /// wraps the attempt as usual: it rejects while open and lets only its probe through while half-open.
     /// </remarks>
     private async ValueTask<Outcome<TReply>> ExecuteOnInstanceAsync<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.All)] TReply, TState>(
-        BackendInstance instance, TimeSpan remaining, Func<TState, ValueTask<Outcome<TReply>>> send, TState state, CancellationToken cancellationToken)
+        BackendInstance instance, TimeSpan remaining, Func<TState, TimeSpan, ValueTask<Outcome<TReply>>> send, TState state, CancellationToken cancellationToken)
     {
         var resilience = instance.Resilience;
         try
@@ -323,6 +326,18 @@ internal sealed class ForwardingAttempt
             return Outcome.FromException<TReply>(ex);
         }
 
+        // The budget left now, after any wait for the slot: the attempt's timeout and the frame's budget come from it,
+        // and a slot that freed up only as the budget ended (the wait's own timeout not yet seen) sends nothing.
+        if (remaining != Timeout.InfiniteTimeSpan)
+        {
+            remaining = Deadline - _timeProvider.GetUtcNow();
+            if (remaining <= TimeSpan.Zero)
+            {
+                resilience.Exit();
+                return Outcome.FromException<TReply>(new TimeoutRejectedException("The request's time budget is spent.", Route.Timeout));
+            }
+        }
+
         instance.Acquire();
         var started = _timeProvider.GetTimestamp();
         try
@@ -332,7 +347,7 @@ internal sealed class ForwardingAttempt
             Outcome<TReply> outcome;
             if (resilience.Circuit.CircuitState == CircuitState.Closed)
             {
-                outcome = await send(state).ConfigureAwait(false);
+                outcome = await send(state, remaining).ConfigureAwait(false);
                 RecordThroughBreaker(breaker, outcome, cancellationToken);
             }
             else
@@ -340,7 +355,7 @@ internal sealed class ForwardingAttempt
                 var context = ResilienceContextPool.Shared.Get(cancellationToken);
                 try
                 {
-                    outcome = await breaker.ExecuteOutcomeAsync(static (_, s) => s.send(s.state), context, (send, state)).ConfigureAwait(false);
+                    outcome = await breaker.ExecuteOutcomeAsync(static (_, s) => s.send(s.state, s.remaining), context, (send, state, remaining)).ConfigureAwait(false);
                 }
                 finally
                 {

@@ -525,4 +525,55 @@ public class FaultInjectionTests
         Assert.Equal(0, instance.Resilience.Rejected);
         release.TrySetResult();
     }
+
+    [Theory]
+    [InlineData("POST")]
+    [InlineData("GET")]
+    public async Task QueuedForASlot_TheRequestIsSentWithTheBudgetLeftAfterItsWait_NotTheBudgetItStartedWith(string method)
+    {
+        using var dir = new TempSocketDirectory();
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var backendClock = new FakeTimeProvider(DateTimeOffset.UtcNow); // stands still: a deadline minus it is the budget sent
+        TimeSpan? secondBudget = null;
+        await using var backend = await TestBackend.StartAsync(dir.Socket("b.sock"), async (request, token) =>
+        {
+            if (request.Path == "/api/first")
+            {
+                entered.TrySetResult();
+                await release.Task.WaitAsync(token);
+            }
+            else
+            {
+                secondBudget = request.Deadline - backendClock.GetUtcNow();
+            }
+
+            return BackendResponse.Text("done");
+        }, timeProvider: backendClock);
+        var settings = ResilienceSettings.Route(backend.SocketPath);
+        settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
+        settings["Gateway:Backends:b:QueueTimeout"] = "00:00:30";
+        settings["Gateway:Backends:b:Timeout"] = "00:00:02";
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        using var client = factory.CreateClient();
+        var instance = OnlyInstance(factory);
+        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        instance.Resilience.OnQueued = () => waiting.TrySetResult();
+
+        var first = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/first"));
+        await entered.Task.WaitAsync(HangGuard);
+        var second = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/second"));
+        await waiting.Task.WaitAsync(HangGuard);
+        time.Advance(TimeSpan.FromMilliseconds(1500)); // 1.5 s of the 2 s budget spent waiting for the slot
+        release.TrySetResult();
+        using var firstDone = await first.WaitAsync(HangGuard);
+        using var secondDone = await second.WaitAsync(HangGuard);
+
+        Assert.Equal(HttpStatusCode.OK, firstDone.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, secondDone.StatusCode);
+        Assert.NotNull(secondBudget);
+        Assert.InRange(secondBudget.Value, TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(500)); // not the 2 s it started with
+    }
 }
