@@ -245,6 +245,56 @@ public class FaultInjectionTests
         response.Dispose();
     }
 
+    /// <summary>
+    /// A gateway in front of backend <c>b</c> at <paramref name="backendPath"/> with one in-flight slot, no retries, the
+    /// given queue timeout and budget, and a fake clock: <c>/api/first</c> is sent and holds the slot in the backend
+    /// (<paramref name="entered"/> completes), then <c>/api/second</c> is sent and waits in the instance's queue (its
+    /// queue timeout running).
+    /// </summary>
+    private static async Task<QueuedBehindOne> QueueBehindOneAsync(TempSocketDirectory dir, string backendPath, Task entered, string method, string queueTimeout, string? budget = null)
+    {
+        var settings = ResilienceSettings.Route(backendPath);
+        settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
+        settings["Gateway:Backends:b:QueueTimeout"] = queueTimeout;
+        if (budget is not null)
+        {
+            settings["Gateway:Backends:b:Timeout"] = budget;
+        }
+
+        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
+        var client = factory.CreateClient();
+        try
+        {
+            var instance = OnlyInstance(factory);
+            var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            instance.Resilience.OnQueued = () => waiting.TrySetResult();
+
+            var first = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/first"));
+            await entered.WaitAsync(HangGuard);
+            var second = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/second"));
+            await waiting.Task.WaitAsync(HangGuard);
+            return new QueuedBehindOne(factory, client, time, instance, first, second);
+        }
+        catch
+        {
+            client.Dispose();
+            await factory.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>What <see cref="QueueBehindOneAsync"/> set up; disposes the client, then the gateway.</summary>
+    private sealed record QueuedBehindOne(GatewayFactory Factory, HttpClient Client, FakeTimeProvider Time, BackendInstance Instance, Task<HttpResponseMessage> First, Task<HttpResponseMessage> Second) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            Client.Dispose();
+            await Factory.DisposeAsync();
+        }
+    }
+
     /// <summary>The one instance of backend <c>b</c> in the factory's current route table.</summary>
     private static BackendInstance OnlyInstance(GatewayFactory factory) =>
         factory.Services.GetRequiredService<RouteTableProvider>().Current.Backends["b"].Instances[0];
@@ -457,30 +507,17 @@ public class FaultInjectionTests
             await release.Task;
             return BackendResponse.Text("done");
         });
-        var settings = ResilienceSettings.Route(backend.SocketPath);
-        settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
-        settings["Gateway:Backends:b:QueueTimeout"] = "00:00:02";
-        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
-        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
-        using var client = factory.CreateClient();
-        var instance = OnlyInstance(factory);
-        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        instance.Resilience.OnQueued = () => waiting.TrySetResult();
+        await using var queued = await QueueBehindOneAsync(dir, backend.SocketPath, entered.Task, "GET", queueTimeout: "00:00:02");
 
-        var first = client.GetAsync("/api/first");
-        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        var second = client.GetAsync("/api/second");
-        await waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        time.Advance(TimeSpan.FromSeconds(2));
-        using var rejected = await second.WaitAsync(TimeSpan.FromSeconds(30));
+        queued.Time.Advance(TimeSpan.FromSeconds(2));
+        using var rejected = await queued.Second.WaitAsync(HangGuard);
         release.TrySetResult();
-        using var done = await first.WaitAsync(TimeSpan.FromSeconds(30));
+        using var done = await queued.First.WaitAsync(HangGuard);
 
         await ForwardingTests.ReadProblemAsync(rejected, HttpStatusCode.ServiceUnavailable, "backend-busy");
         Assert.Equal(TimeSpan.FromSeconds(1), rejected.Headers.RetryAfter?.Delta);
         Assert.Equal(HttpStatusCode.OK, done.StatusCode);
-        Assert.Equal(1, instance.Resilience.Rejected);
+        Assert.Equal(1, queued.Instance.Resilience.Rejected);
     }
 
     [Theory]
@@ -499,30 +536,16 @@ public class FaultInjectionTests
             await release.Task.WaitAsync(token);
             return BackendResponse.Text("done");
         }, timeProvider: new FakeTimeProvider()); // the backend's clock stands still: only the gateway's budget may end the first request, never the backend's real-time deadline on a slow machine
-        var settings = ResilienceSettings.Route(backend.SocketPath);
-        settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
-        settings["Gateway:Backends:b:QueueTimeout"] = "00:00:30";
-        settings["Gateway:Backends:b:Timeout"] = "00:00:02";
-        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
-        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
-        using var client = factory.CreateClient();
-        var instance = OnlyInstance(factory);
-        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        instance.Resilience.OnQueued = () => waiting.TrySetResult();
+        await using var queued = await QueueBehindOneAsync(dir, backend.SocketPath, entered.Task, method, queueTimeout: "00:00:30", budget: "00:00:02");
 
-        var first = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/first"));
-        await entered.Task.WaitAsync(HangGuard);
-        var second = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/second"));
-        await waiting.Task.WaitAsync(HangGuard);
-        time.Advance(TimeSpan.FromSeconds(2));
-        using var timedOut = await second.WaitAsync(HangGuard);
-        using var firstDone = await first.WaitAsync(HangGuard);
+        queued.Time.Advance(TimeSpan.FromSeconds(2));
+        using var timedOut = await queued.Second.WaitAsync(HangGuard);
+        using var firstDone = await queued.First.WaitAsync(HangGuard);
 
         await ForwardingTests.ReadProblemAsync(timedOut, HttpStatusCode.GatewayTimeout, "timeout");
         Assert.Equal(HttpStatusCode.GatewayTimeout, firstDone.StatusCode); // its own reply timeout: the same budget
         Assert.Equal(1, Volatile.Read(ref calls));
-        Assert.Equal(0, instance.Resilience.Rejected);
+        Assert.Equal(0, queued.Instance.Resilience.Rejected);
         release.TrySetResult();
     }
 
@@ -550,26 +573,12 @@ public class FaultInjectionTests
 
             return BackendResponse.Text("done");
         }, timeProvider: backendClock);
-        var settings = ResilienceSettings.Route(backend.SocketPath);
-        settings["Gateway:Backends:b:MaxInFlightPerInstance"] = "1";
-        settings["Gateway:Backends:b:QueueTimeout"] = "00:00:30";
-        settings["Gateway:Backends:b:Timeout"] = "00:00:02";
-        settings["Gateway:Backends:b:Retry:MaxAttempts"] = "1";
-        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var factory = new GatewayFactory(dir, settings, s => s.AddSingleton<TimeProvider>(time));
-        using var client = factory.CreateClient();
-        var instance = OnlyInstance(factory);
-        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        instance.Resilience.OnQueued = () => waiting.TrySetResult();
+        await using var queued = await QueueBehindOneAsync(dir, backend.SocketPath, entered.Task, method, queueTimeout: "00:00:30", budget: "00:00:02");
 
-        var first = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/first"));
-        await entered.Task.WaitAsync(HangGuard);
-        var second = client.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/second"));
-        await waiting.Task.WaitAsync(HangGuard);
-        time.Advance(TimeSpan.FromMilliseconds(1500)); // 1.5 s of the 2 s budget spent waiting for the slot
+        queued.Time.Advance(TimeSpan.FromMilliseconds(1500)); // 1.5 s of the 2 s budget spent waiting for the slot
         release.TrySetResult();
-        using var firstDone = await first.WaitAsync(HangGuard);
-        using var secondDone = await second.WaitAsync(HangGuard);
+        using var firstDone = await queued.First.WaitAsync(HangGuard);
+        using var secondDone = await queued.Second.WaitAsync(HangGuard);
 
         Assert.Equal(HttpStatusCode.OK, firstDone.StatusCode);
         Assert.Equal(HttpStatusCode.OK, secondDone.StatusCode);
