@@ -21,3 +21,17 @@ wait_http() {
   done
   return 1
 }
+
+# start_nginx TEMPLATE WORKERS: nginx on $DIR/nginx.sock, configured from bench/nginx/TEMPLATE (its @DIR@, @WORKERS@
+# and @USER@ filled) in $DIR/nginx; its PID joins PIDS. Once it answers /echo/ready: NGINX_PID and NGINX_WORKER_PIDS
+# (comma-separated) are set. Otherwise its log goes to stderr and it returns 1.
+start_nginx() {
+  local template=$1 workers=$2 user_line="# (not root: nginx runs as the current user)"
+  [[ $(id -u) -eq 0 ]] && user_line="user root root; # workers must reach the 0755 Kestrel socket owned by this user"
+  mkdir -p "$DIR/nginx"
+  sed -e "s|@DIR@|$DIR|g" -e "s|@WORKERS@|$workers|g" -e "s|@USER@|$user_line|" "bench/nginx/$template" >"$DIR/nginx/nginx.conf"
+  nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e stderr -g 'daemon off;' >"$DIR/nginx.log" 2>&1 &
+  NGINX_PID=$!; PIDS+=("$NGINX_PID")
+  wait_http "$DIR/nginx.sock" /echo/ready 10 || { cat "$DIR/nginx.log" >&2; echo "nginx did not start" >&2; return 1; }
+  NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
+}

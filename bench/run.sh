@@ -115,14 +115,7 @@ DIRECT_PID=$!; PIDS+=("$DIRECT_PID")
 wait_http "$DIR/direct.sock" /echo/ready 30 || { cat "$DIR/direct.log" >&2; echo "DirectEcho did not start" >&2; exit 1; }
 
 log "starting nginx (worker_processes $NGINX_WORKERS)"
-mkdir -p "$DIR/nginx"
-USER_LINE="# (not root: nginx runs as the current user)"
-[[ $(id -u) -eq 0 ]] && USER_LINE="user root root; # workers must reach the 0755 Kestrel socket owned by this user"
-sed -e "s|@DIR@|$DIR|g" -e "s|@WORKERS@|$NGINX_WORKERS|g" -e "s|@USER@|$USER_LINE|" bench/nginx/nginx.conf.template >"$DIR/nginx/nginx.conf"
-nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e stderr -g 'daemon off;' >"$DIR/nginx.log" 2>&1 &
-NGINX_PID=$!; PIDS+=("$NGINX_PID")
-wait_http "$DIR/nginx.sock" /echo/ready 10 || { cat "$DIR/nginx.log" >&2; echo "nginx did not start" >&2; exit 1; }
-NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
+start_nginx nginx.conf.template "$NGINX_WORKERS" || exit 1
 
 GATEWAY_OK=0 GATEWAY_REASON=""
 if [[ -f $GATEWAY_FILE && -f $ECHO_DLL ]]; then

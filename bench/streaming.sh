@@ -76,14 +76,7 @@ log "starting DirectEcho, nginx (streaming configuration), the echo sample and t
 dotnet bench/DirectEcho/bin/Release/net10.0/DirectEcho.dll --socket "$DIR/direct.sock" >"$DIR/direct.log" 2>&1 &
 DIRECT_PID=$!; PIDS+=("$DIRECT_PID")
 wait_http "$DIR/direct.sock" /echo/ready 30 || { cat "$DIR/direct.log" >&2; exit 1; }
-mkdir -p "$DIR/nginx"
-USER_LINE="# (not root)"
-[[ $(id -u) -eq 0 ]] && USER_LINE="user root root;"
-sed -e "s|@DIR@|$DIR|g" -e "s|@WORKERS@|auto|g" -e "s|@USER@|$USER_LINE|" bench/nginx/streaming.conf.template >"$DIR/nginx/nginx.conf"
-nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e stderr -g 'daemon off;' >"$DIR/nginx.log" 2>&1 &
-NGINX_PID=$!; PIDS+=("$NGINX_PID")
-wait_http "$DIR/nginx.sock" /echo/ready 10 || { cat "$DIR/nginx.log" >&2; exit 1; }
-NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
+start_nginx streaming.conf.template auto || exit 1
 HOLD=$((STREAMS + 1024))
 dotnet samples/EchoBackend/bin/Release/net10.0/EchoBackend.dll --Backend:SocketPath="$DIR/echo.sock" \
   --Backend:MaxConcurrency="$HOLD" --Logging:LogLevel:Default=Warning >"$DIR/echo.log" 2>&1 &
@@ -96,7 +89,7 @@ GATEWAY_PID=$!; PIDS+=("$GATEWAY_PID")
 wait_http "$DIR/gw.sock" /echo/ready 30 || { tail -20 "$DIR/gateway.log" >&2; exit 1; }
 declare -A SOCK FRONT
 SOCK[gateway]=$DIR/gw.sock; FRONT[gateway]=$GATEWAY_PID
-SOCK[nginx]=$DIR/nginx.sock; FRONT[nginx]=$NGINX_WORKERS
+SOCK[nginx]=$DIR/nginx.sock; FRONT[nginx]=$NGINX_WORKER_PIDS
 SOCK[direct]=$DIR/direct.sock; FRONT[direct]=$DIRECT_PID
 
 RESULTS=$DIR/streaming.jsonl; : >"$RESULTS"
