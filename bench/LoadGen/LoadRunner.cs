@@ -121,14 +121,12 @@ internal sealed class LoadRunner
         Task[] tasks;
         long t0;
         TimeSpan cpu0;
-        double watched0;
         (double Cpu, long Switches)[] perProcess0;
         if (o.CountMode)
         {
             _recording = true;
             t0 = Stopwatch.GetTimestamp();
             cpu0 = process.TotalProcessorTime;
-            watched0 = ProcessWatch.CpuSeconds(o.WatchPids);
             perProcess0 = SnapshotProcesses(o);
             tasks = Array.ConvertAll(connections, c => c.RunAsync(o.RequestsPerConnection));
             try
@@ -146,7 +144,6 @@ internal sealed class LoadRunner
             _recording = true;
             t0 = Stopwatch.GetTimestamp();
             cpu0 = process.TotalProcessorTime;
-            watched0 = ProcessWatch.CpuSeconds(o.WatchPids);
             perProcess0 = SnapshotProcesses(o);
             await Task.Delay(TimeSpan.FromSeconds(o.DurationSeconds));
         }
@@ -155,7 +152,6 @@ internal sealed class LoadRunner
         var t1 = Stopwatch.GetTimestamp();
         process.Refresh();
         var cpu1 = process.TotalProcessorTime;
-        var watched1 = ProcessWatch.CpuSeconds(o.WatchPids);
         var perProcess1 = SnapshotProcesses(o);
         foreach (var name in o.WatchNames.Distinct())
         {
@@ -197,12 +193,13 @@ internal sealed class LoadRunner
         var window = Stopwatch.GetElapsedTime(t0, t1).TotalSeconds;
         result.WindowSeconds = window;
         result.LoadGenCpuPercent = 100 * (cpu1 - cpu0).TotalSeconds / window;
-        result.WatchedCpuPercent = 100 * (watched1 - watched0) / window;
+        result.WatchedCpuPercent = 100 * (perProcess1.Sum(p => p.Cpu) - perProcess0.Sum(p => p.Cpu)) / window;
         result.PeakInFlight = Interlocked.Read(ref _peakInFlight);
         Collect(connections, result);
         return result;
     }
 
+    /// <summary>CPU seconds and context switches of each watched process (the watched total is their sum).</summary>
     private static (double Cpu, long Switches)[] SnapshotProcesses(Options o) =>
         o.WatchPids.Select(pid => (ProcessWatch.CpuSeconds([pid]), ProcessWatch.ContextSwitches(pid))).ToArray();
 
