@@ -40,8 +40,8 @@ internal static partial class Log
     [LoggerMessage(1017, LogLevel.Information, "Unix datagram sockets created now queue at most {QueueLength} datagrams (net.unix.max_dgram_qlen = {MaxDgramQlen}): under concurrent load the reply sockets and the backends' sockets fill and senders wait. Set net.unix.max_dgram_qlen to {Recommended} or more (e.g. 256) before the gateway and its backends start; see docs/performance.md.")]
     public static partial void SmallDatagramQueue(ILogger logger, int queueLength, int maxDgramQlen, int recommended);
 
-    [LoggerMessage(1018, LogLevel.Information, "Socket completions run {Mode} ({Variable}={Value})")]
-    public static partial void SocketCompletionMode(ILogger logger, string mode, string variable, string value);
+    [LoggerMessage(1018, LogLevel.Information, "Socket completions run {Mode} ({Variable}={Value}, {ThreadCountVariable}={ThreadCount})")]
+    public static partial void SocketCompletionMode(ILogger logger, string mode, string variable, string value, string threadCountVariable, string threadCount);
 
     [LoggerMessage(1015, LogLevel.Information, "Demo echo backend listening on {SocketPath} (route /echo/{{**rest}})")]
     public static partial void DemoBackendStarted(ILogger logger, string socketPath);

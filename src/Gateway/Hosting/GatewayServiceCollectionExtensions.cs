@@ -157,7 +157,9 @@ internal sealed class StartupSummary(RouteTableProvider provider, ILogger<Startu
             logger,
             SocketCompletions.Inline ? "inline on the socket engine's thread" : "on the thread pool",
             SocketCompletions.Variable,
-            Environment.GetEnvironmentVariable(SocketCompletions.Variable) ?? "(unset)");
+            Environment.GetEnvironmentVariable(SocketCompletions.Variable) ?? "(unset)",
+            SocketCompletions.ThreadCountVariable,
+            Environment.GetEnvironmentVariable(SocketCompletions.ThreadCountVariable) ?? "(unset)");
         var queueLength = UnixDatagramQueue.ReadMaxLength();
         if (UnixDatagramQueue.IsBelowRecommended(queueLength))
         {

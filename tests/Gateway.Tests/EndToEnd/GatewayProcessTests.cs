@@ -224,24 +224,50 @@ public class GatewayProcessTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("", "inline on the socket engine's thread", "1")] // unset: the gateway chooses inline completions
-    [InlineData("0", "on the thread pool", "0")] // the operator's choice is kept
-    [InlineData("1", "inline on the socket engine's thread", "1")]
-    [InlineData("true", "on the thread pool", "true")] // the runtime takes only "1": the log says what it will do
-    public async Task SocketCompletions_InlineUnlessTheOperatorChose_AndRequestsAreServedEitherWay(string variable, string mode, string value)
+    [InlineData("", "", "inline on the socket engine's thread", "1", "half")] // unset: inline, half the cores' epoll threads
+    [InlineData("0", "", "on the thread pool", "0", "(unset)")] // the operator's choice is kept; the runtime's own thread count
+    [InlineData("1", "", "inline on the socket engine's thread", "1", "half")]
+    [InlineData("", "3", "inline on the socket engine's thread", "1", "3")] // the operator's thread count is kept
+    [InlineData("true", "", "on the thread pool", "true", "(unset)")] // the runtime takes only "1": the log says what it will do
+    public async Task SocketCompletions_InlineUnlessTheOperatorChose_AndRequestsAreServedEitherWay(string variable, string threads, string mode, string value, string threadCount)
     {
         using var dir = new TempSocketDirectory();
         var socket = dir.Socket("gw.sock");
-        await using var gateway = await GatewayProcess.StartHealthyAsync(socket, new Dictionary<string, string> { ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = variable });
+        await using var gateway = await GatewayProcess.StartHealthyAsync(socket, new Dictionary<string, string>
+        {
+            ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = variable,
+            ["DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT"] = threads,
+        });
         using var client = UnixHttp.CreateClient(socket);
 
         // The demo backend (zero configuration) answers through the datagram hop and Kestrel's socket, in either mode.
         var bodies = await Task.WhenAll(Enumerable.Range(0, 16).Select(n => client.GetStringAsync($"/echo/n{n}")));
 
         Assert.All(bodies.Select((body, n) => (body, n)), b => Assert.Contains($"/n{b.n}", b.body, StringComparison.Ordinal));
-        var line = $"Socket completions run {mode} (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS={value})";
+        // The child has this process's cores (the same affinity and cgroup).
+        var expectedThreads = threadCount == "half" ? Math.Max(1, Environment.ProcessorCount / 2).ToString(System.Globalization.CultureInfo.InvariantCulture) : threadCount;
+        var line = $"Socket completions run {mode} (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS={value}, DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT={expectedThreads})";
         await Eventually.UntilAsync(() => gateway.Output.Contains(line, StringComparison.Ordinal), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(20));
+        if (threadCount != "(unset)")
+        {
+            // The runtime took it: that many socket engine threads (".NET Sockets") once the sockets above have run.
+            Assert.Equal(int.Parse(expectedThreads, System.Globalization.CultureInfo.InvariantCulture), SocketEngineThreads(gateway.Id));
+        }
     }
+
+    /// <summary>Threads of a process named as the runtime names its socket engine threads.</summary>
+    private static int SocketEngineThreads(int pid) =>
+        Directory.GetDirectories($"/proc/{pid}/task").Count(task =>
+        {
+            try
+            {
+                return File.ReadAllText(Path.Combine(task, "comm")).StartsWith(".NET Sockets", StringComparison.Ordinal);
+            }
+            catch (IOException)
+            {
+                return false; // the thread has exited
+            }
+        });
 
     [Fact]
     public async Task HealthcheckSwitch_ExitsZeroWhenHealthy_OneWhenNotRunning()
