@@ -18,7 +18,7 @@ namespace Gateway.Hosting;
 /// With inline completions the runtime starts one epoll thread per core (<see cref="ThreadCountVariable"/> unset), each
 /// doing the completions' work itself, so together they can take every core from the thread pool that runs the requests.
 /// The gateway therefore also sets <see cref="ThreadCountVariable"/> to half the cores (at least one) unless the operator
-/// set it. Measured on 2 cores (one thread against two; bench/README.md, "Socket engine threads"): raw mode GET c=32
+/// set it. Measured on 2 cores (one thread against two; bench/README.md, "Issue 20: socket engine threads"): raw mode GET c=32
 /// −30 % gateway CPU per request and +25–40 % req/s; spec mode the same or slightly better (GET c=32 51.5 against 53.2 µs,
 /// c=1 p50 107 against 117 µs). Half the cores on larger machines is an extrapolation, not a measurement.
 /// </para>
