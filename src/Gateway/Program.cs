@@ -1,14 +1,14 @@
 using Gateway.Hosting;
 using Microsoft.Extensions.Options;
 
-if (StartupErrors.IsMainProgram)
-{
-    // Before the first socket operation: the runtime reads it once (SocketCompletions; issue 20).
-    SocketCompletions.PreferInline();
-}
-
 try
 {
+    if (StartupErrors.IsMainProgram)
+    {
+        // Before the first socket operation: the runtime reads it once (SocketCompletions; issue 20).
+        SocketCompletions.PreferInline();
+    }
+
     args = ConfigurationFiles.ExtractConfigSwitch(args, out var configFile);
     if (args.Contains(HealthCheckCommand.Switch))
     {

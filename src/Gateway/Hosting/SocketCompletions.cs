@@ -50,12 +50,29 @@ internal static class SocketCompletions
         : null;
 
     /// <summary>
+    /// Why an operator's <see cref="ThreadCountVariable"/> cannot be used, or null when it can (or is unset). The runtime
+    /// takes a whole number and silently ignores anything else; 0 gives it no socket engine at all, and every socket
+    /// operation then fails with a DivideByZeroException (the gateway would run and answer nothing).
+    /// </summary>
+    public static string? ThreadCountError(string? value) =>
+        string.IsNullOrEmpty(value) || (uint.TryParse(value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var count) && count >= 1)
+            ? null
+            : $"{ThreadCountVariable}='{value}' is not a number of socket engine threads: set a whole number of at least 1, or unset it to let the gateway choose (half the cores).";
+
+    /// <summary>
     /// Sets <see cref="Variable"/> to <see cref="Choose"/>'s value and <see cref="ThreadCountVariable"/> to
     /// <see cref="ChooseThreadCount"/>'s; call before the first socket operation.
     /// </summary>
+    /// <exception cref="InvalidOperationException">The operator's <see cref="ThreadCountVariable"/> is not usable (<see cref="ThreadCountError"/>).</exception>
     public static void PreferInline()
     {
+        var threads = Environment.GetEnvironmentVariable(ThreadCountVariable);
+        if (ThreadCountError(threads) is { } error)
+        {
+            throw new InvalidOperationException(error);
+        }
+
         Environment.SetEnvironmentVariable(Variable, Choose(Environment.GetEnvironmentVariable(Variable)));
-        Environment.SetEnvironmentVariable(ThreadCountVariable, ChooseThreadCount(Environment.GetEnvironmentVariable(ThreadCountVariable), Inline, Environment.ProcessorCount));
+        Environment.SetEnvironmentVariable(ThreadCountVariable, ChooseThreadCount(threads, Inline, Environment.ProcessorCount));
     }
 }

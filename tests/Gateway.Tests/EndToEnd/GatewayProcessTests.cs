@@ -255,6 +255,27 @@ public class GatewayProcessTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// A socket engine thread count the runtime cannot use stops the gateway at start, naming the variable: with 0 the
+    /// runtime would start no engine, and the gateway would run and answer nothing (every socket operation failing).
+    /// </summary>
+    [Theory]
+    [InlineData("0")]
+    [InlineData("two")]
+    public async Task SocketEngineThreadCount_Unusable_IsAStartupErrorNamingTheVariable(string threads)
+    {
+        using var dir = new TempSocketDirectory();
+        await using var gateway = ExternalProcess.Start(
+            "dotnet",
+            new Dictionary<string, string> { ["DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT"] = threads },
+            GatewayProcess.Dll,
+            "--Gateway:Listen:UnixSocket=" + dir.Socket("gw.sock"));
+
+        Assert.Equal(2, await gateway.WaitForExitAsync());
+        Assert.Contains($"Gateway: cannot start: DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT='{threads}' is not a number of socket engine threads", gateway.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", gateway.Output, StringComparison.Ordinal);
+    }
+
     /// <summary>Threads of a process named as the runtime names its socket engine threads.</summary>
     private static int SocketEngineThreads(int pid) =>
         Directory.GetDirectories($"/proc/{pid}/task").Count(task =>

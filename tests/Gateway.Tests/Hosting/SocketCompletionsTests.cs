@@ -25,4 +25,26 @@ public class SocketCompletionsTests
     [InlineData(null, false, 8, null)] // completions on the pool: the runtime's own default
     public void ThreadCount_IsHalfTheCoresWithInlineCompletions_UnlessTheOperatorSetIt(string? current, bool inline, int processors, string? expected) =>
         Assert.Equal(expected, SocketCompletions.ChooseThreadCount(current, inline, processors));
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData("1")]
+    [InlineData("16")]
+    public void ThreadCount_AWholeNumberOfAtLeastOne_OrUnset_IsAccepted(string? value) =>
+        Assert.Null(SocketCompletions.ThreadCountError(value));
+
+    [Theory]
+    [InlineData("0")] // the runtime would start no engine and fail every socket operation
+    [InlineData("-1")]
+    [InlineData("abc")] // the runtime would silently ignore it
+    [InlineData("1.5")]
+    [InlineData("99999999999")]
+    public void ThreadCount_AnythingElse_IsAnErrorNamingTheVariableAndTheValue(string value)
+    {
+        var error = SocketCompletions.ThreadCountError(value);
+
+        Assert.NotNull(error);
+        Assert.Contains($"DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT='{value}'", error, StringComparison.Ordinal);
+    }
 }
