@@ -44,12 +44,7 @@ DIR=$(mktemp -d /tmp/gateway-aot-bench.XXXXXX)
 chmod 700 "$DIR"
 PIDS=()
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  stop_pids "${PIDS[@]}"
   rm -rf "$DIR"
 }
 trap cleanup EXIT

@@ -8,6 +8,16 @@ build_release() {
   done
 }
 
+# stop_pids PID...: SIGTERM to each, up to 5 s for each to exit, then SIGKILL (the scripts' cleanup on EXIT).
+stop_pids() {
+  local pid
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
 # wait_http SOCKET PATH SECONDS: readiness as a bounded loop of HTTP GETs over the Unix socket (no sleep as
 # synchronisation beyond this poll); 0 once PATH answers 200. LAST_CODE keeps the last HTTP status seen.
 LAST_CODE=""

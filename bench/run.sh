@@ -57,13 +57,8 @@ chmod 700 "$DIR"
 PIDS=()
 restore_qlen() { if [[ -n $DGRAM_QLEN && $DEFAULT_QLEN != '?' ]]; then echo "$DEFAULT_QLEN" >"$QLEN_FILE"; fi; }
 cleanup() {
-  local pid
   restore_qlen
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  stop_pids "${PIDS[@]}"
   # A smoke run without --out keeps its report in $DIR (printed); everything else is removed.
   if [[ $KEEP_DIR -eq 1 ]]; then rm -rf "$DIR"/*.sock "$DIR/nginx"; else rm -rf "$DIR"; fi
 }

@@ -14,6 +14,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+source bench/lib.sh # stop_pids
 
 BUILDS=() QLENS="" ROUNDS=3 DURATION=4 OUT="" ONLY=""
 declare -A GW_ENV
@@ -44,12 +45,7 @@ OUT=${OUT:-$DIR/runs.jsonl}
 PIDS=()
 cleanup() {
   echo "$DEFAULT_QLEN" >"$QLEN_FILE" 2>/dev/null || true
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  stop_pids "${PIDS[@]}"
   [[ $OUT == "$DIR"/* ]] && rm -rf "$DIR"/*.sock || rm -rf "$DIR"
 }
 trap cleanup EXIT

@@ -38,13 +38,8 @@ chmod 700 "$DIR"
 PIDS=()
 SAMPLER=""
 cleanup() {
-  local pid
   [[ -z $SAMPLER ]] || kill "$SAMPLER" 2>/dev/null || true
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  stop_pids "${PIDS[@]}"
   rm -rf "$DIR"/*.sock "$DIR/nginx"
   [[ $SMOKE -eq 1 && -z $OUT ]] || rm -rf "$DIR"
 }
