@@ -72,7 +72,7 @@ internal sealed class ForwardingAttempt
     public CancellationToken CallerAborted { get; }
 
     /// <summary>Whether any of the request's budget is left.</summary>
-    public bool HasBudgetLeft => Deadline == DateTimeOffset.MaxValue || _timeProvider.GetUtcNow() < Deadline;
+    public bool HasBudgetLeft => !IsSpent(BudgetLeft());
 
     /// <summary>Attempts made so far.</summary>
     public int Attempts { get; private set; }
@@ -277,14 +277,21 @@ internal sealed class ForwardingAttempt
             _tried.Add(instance);
         }
 
-        var remaining = Deadline == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : Deadline - _timeProvider.GetUtcNow();
-        if (remaining != Timeout.InfiniteTimeSpan && remaining <= TimeSpan.Zero)
+        var remaining = BudgetLeft();
+        if (IsSpent(remaining))
         {
-            throw new TimeoutRejectedException("The request's time budget is spent.", Route.Timeout);
+            throw BudgetSpent();
         }
 
         return (instance, attempt, remaining);
     }
+
+    /// <summary>The budget left now: <see cref="Timeout.InfiniteTimeSpan"/> when the route has no timeout.</summary>
+    private TimeSpan BudgetLeft() => Deadline == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : Deadline - _timeProvider.GetUtcNow();
+
+    private static bool IsSpent(TimeSpan remaining) => remaining != Timeout.InfiniteTimeSpan && remaining <= TimeSpan.Zero;
+
+    private TimeoutRejectedException BudgetSpent() => new("The request's time budget is spent.", Route.Timeout);
 
     /// <summary>Only a request that may be retried is cut at the attempt timeout; the last chance gets the whole budget.</summary>
     private TimeSpan AttemptTimeout(int attempt, TimeSpan remaining) =>
@@ -314,7 +321,7 @@ internal sealed class ForwardingAttempt
             {
                 if (!HasBudgetLeft)
                 {
-                    return Outcome.FromException<TReply>(new TimeoutRejectedException("The request's time budget is spent.", Route.Timeout));
+                    return Outcome.FromException<TReply>(BudgetSpent());
                 }
 
                 ResilienceLog.InstanceBusy(_logger, instance.SocketPath, resilience.Settings.MaxInFlight, Route.Name, resilience.Settings.QueueTimeout);
@@ -328,14 +335,11 @@ internal sealed class ForwardingAttempt
 
         // The budget left now, after any wait for the slot: the attempt's timeout and the frame's budget come from it,
         // and a slot that freed up only as the budget ended (the wait's own timeout not yet seen) sends nothing.
-        if (remaining != Timeout.InfiniteTimeSpan)
+        remaining = BudgetLeft();
+        if (IsSpent(remaining))
         {
-            remaining = Deadline - _timeProvider.GetUtcNow();
-            if (remaining <= TimeSpan.Zero)
-            {
-                resilience.Exit();
-                return Outcome.FromException<TReply>(new TimeoutRejectedException("The request's time budget is spent.", Route.Timeout));
-            }
+            resilience.Exit();
+            return Outcome.FromException<TReply>(BudgetSpent());
         }
 
         instance.Acquire();
