@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net;
 using System.Text.Json;
 using Gateway.Ipc.Backend;
@@ -306,16 +307,16 @@ public class NativeAotTests
         Assert.True(elf.AsSpan(0, 4).SequenceEqual("\u007FELF"u8), "not an ELF file");
         Assert.Equal(2, elf[4]); // ELFCLASS64
         var span = elf.AsSpan();
-        int type = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[16..]);
-        var sectionTable = checked((int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(span[0x28..]));
-        int entrySize = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[0x3A..]);
-        int count = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[0x3C..]);
-        int namesIndex = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[0x3E..]);
-        var namesOffset = checked((int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(span[(sectionTable + (namesIndex * entrySize) + 0x18)..]));
+        int type = BinaryPrimitives.ReadUInt16LittleEndian(span[16..]);
+        var sectionTable = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(span[0x28..]));
+        int entrySize = BinaryPrimitives.ReadUInt16LittleEndian(span[0x3A..]);
+        int count = BinaryPrimitives.ReadUInt16LittleEndian(span[0x3C..]);
+        int namesIndex = BinaryPrimitives.ReadUInt16LittleEndian(span[0x3E..]);
+        var namesOffset = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(span[(sectionTable + (namesIndex * entrySize) + 0x18)..]));
         var names = new List<string>(count);
         for (var i = 0; i < count; i++)
         {
-            var nameAt = namesOffset + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[(sectionTable + (i * entrySize))..]);
+            var nameAt = namesOffset + (int)BinaryPrimitives.ReadUInt32LittleEndian(span[(sectionTable + (i * entrySize))..]);
             var length = span[nameAt..].IndexOf((byte)0);
             names.Add(System.Text.Encoding.ASCII.GetString(span.Slice(nameAt, length)));
         }
